@@ -1,0 +1,19 @@
+"""The zoo: every model by its CLI name."""
+
+from keras_ae.errors import ConfigError
+from keras_ae.models.base import Autoencoder
+
+MODELS = {
+    "ae": Autoencoder,
+}
+
+
+def model_class(name: str):
+    """The model class registered under ``name`` (the ``--model`` flag)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+
+
+__all__ = ["MODELS", "Autoencoder", "model_class"]

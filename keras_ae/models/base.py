@@ -1,0 +1,129 @@
+"""The base class of the zoo: an encoder, a decoder, named loss terms and the training step.
+
+Every model of keras_ae is a subclass of :class:`Autoencoder`. A subclass states its objective in
+:meth:`Autoencoder.compute_losses` (a dict of named, batch-averaged terms whose ``"loss"`` entry is
+minimised) and lists the term names in ``loss_terms``; the shared ``train_step``/``test_step``
+turn that into gradients and per-epoch metrics, correctly under a ``tf.distribute`` strategy.
+
+Reduction rule (see :mod:`keras_ae.losses`): terms are summed over pixels / latent units per
+example and averaged over the batch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_ae import losses
+from keras_ae.errors import ConfigError
+from keras_ae.networks import NetworkSpec, build_decoder, build_encoder
+
+RECONSTRUCTION_LOSSES = ("mse", "bce")
+
+
+def _per_replica(loss):
+    """Scale a replica's batch-mean loss so that summing gradients over replicas averages them.
+
+    Keras (TensorFlow backend) all-reduces gradients with a sum; dividing by the number of replicas
+    makes the update that of the mean over the global batch, as with one device.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class Autoencoder(keras.Model):
+    """Undercomplete autoencoder: ``x -> z = e(x) -> x_hat = sigmoid(d(z))``.
+
+    Args:
+        input_shape: (H, W, C) of the images, pixels in [0, 1].
+        latent_dim: size of the code z.
+        arch, widths, dense_units, down, up, activation: the networks (see
+            :class:`keras_ae.networks.NetworkSpec`).
+        reconstruction: ``"mse"`` (squared error summed over pixels) or ``"bce"`` (Bernoulli
+            negative log-likelihood in nats, summed over pixels).
+
+    Example:
+        >>> model = Autoencoder((28, 28, 1), latent_dim=30, arch="conv")
+        >>> model.compile(optimizer="adam")
+        >>> model.fit(train_ds, validation_data=val_ds, epochs=10)
+        >>> codes = model.encode(images)
+    """
+
+    heads = ("z",)
+    loss_terms = ("loss", "reconstruction")
+    num_classes = None  # conditional models set this to the number of label classes
+
+    def __init__(self, input_shape, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
+                 up="transpose", activation="relu", reconstruction="mse", **kwargs):
+        super().__init__(**kwargs)
+        self.spec = NetworkSpec(tuple(input_shape), latent_dim, arch, None if widths is None else tuple(widths),
+                                dense_units, down, up, activation)
+        if reconstruction not in RECONSTRUCTION_LOSSES:
+            raise ConfigError(f"unknown reconstruction loss {reconstruction!r}; choose one of "
+                              f"{', '.join(RECONSTRUCTION_LOSSES)}")
+        self.reconstruction = reconstruction
+        self.encoder = build_encoder(self.spec, self.heads, self.num_classes)
+        self.decoder = build_decoder(self.spec, self.num_classes)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+        self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
+
+    # ---- the uniform contract: encode, decode, reconstruct -------------------------------------
+    def encode(self, x, training=False):
+        """Images -> code z (deterministic: a VAE returns its posterior mean)."""
+        return self.encoder(x, training=training)["z"]
+
+    def decode_logits(self, z, training=False):
+        return self.decoder(z, training=training)
+
+    def decode(self, z, training=False):
+        """Code z -> images in [0, 1]."""
+        return ops.sigmoid(self.decode_logits(z, training=training))
+
+    def reconstruct(self, x, training=False):
+        return self.decode(self.encode(x, training=training), training=training)
+
+    def call(self, x, training=False):
+        return self.reconstruct(x, training=training)
+
+    # ---- the objective ---------------------------------------------------------------------------
+    def reconstruction_error(self, x, logits):
+        """Per-image reconstruction term of this model's loss, from decoder logits."""
+        if self.reconstruction == "bce":
+            return losses.bernoulli_nll(x, logits)
+        return losses.squared_error(x, ops.sigmoid(logits))
+
+    def compute_losses(self, x, y=None, training=False) -> dict:
+        """Named loss terms, averaged over the batch; ``"loss"`` is what training minimises."""
+        logits = self.decode_logits(self.encode(x, training=training), training=training)
+        reconstruction = ops.mean(self.reconstruction_error(x, logits))
+        return {"loss": reconstruction, "reconstruction": reconstruction}
+
+    # ---- the shared training mechanics -------------------------------------------------------
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(x, y, training=True)
+            loss = self.optimizer.scale_loss(_per_replica(terms["loss"]))
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self._track(terms, x)
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._track(self.compute_losses(x, y, training=False), x)
+
+    def _track(self, terms, x):
+        batch = ops.cast(ops.shape(x)[0], "float32")
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name], sample_weight=batch)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # ---- serialization -----------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, **self.spec.to_config(), "reconstruction": self.reconstruction}

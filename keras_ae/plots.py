@@ -1,0 +1,36 @@
+"""Figures written to run folders (PNG, matplotlib without a display)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from keras_ae.io import atomic_path  # noqa: E402
+
+
+def image_rows(rows: dict[str, np.ndarray], path, title: str | None = None) -> None:
+    """Save a figure with one labelled row of images per entry (e.g. originals over reconstructions).
+
+    Each value is an array (N, H, W, C) of pixels in [0, 1]; all rows show the same N columns.
+    """
+    names = list(rows)
+    columns = min(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(names), columns, figsize=(columns * 0.9, len(names) * 1.0 + 0.3),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(columns):
+            ax = axes[r, c]
+            image = np.clip(rows[name][c], 0.0, 1.0)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
