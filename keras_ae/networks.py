@@ -47,6 +47,8 @@ class NetworkSpec:
         up: conv only: ``"transpose"`` (stride-2 transposed conv) or ``"upsample"`` (2x nearest
             upsampling + conv).
         activation: hidden activation.
+        code_activation: activation of the code layer; ``"linear"`` (the default) or e.g.
+            ``"relu"`` for codes whose zeros are exact (sparse autoencoders).
     """
 
     input_shape: tuple[int, int, int]
@@ -57,6 +59,7 @@ class NetworkSpec:
     down: str = "strided"
     up: str = "transpose"
     activation: str = "relu"
+    code_activation: str = "linear"
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.input_shape)
@@ -78,6 +81,12 @@ class NetworkSpec:
         object.__setattr__(self, "latent_dim", int(self.latent_dim))
         if int(self.dense_units) < 0:
             raise ConfigError(f"dense_units must be >= 0, got {self.dense_units}")
+        for option in ("activation", "code_activation"):
+            try:
+                keras.activations.get(getattr(self, option))
+            except ValueError:
+                raise ConfigError(f"unknown {option} {getattr(self, option)!r}; use a Keras activation name "
+                                  "such as relu, elu, tanh, linear") from None
 
     @property
     def input_dim(self) -> int:
@@ -101,6 +110,7 @@ class NetworkSpec:
             "down": self.down,
             "up": self.up,
             "activation": self.activation,
+            "code_activation": self.code_activation,
         }
 
 
@@ -138,7 +148,7 @@ def build_encoder(spec: NetworkSpec, heads: tuple[str, ...] = ("z",), num_classe
             x = layers.Concatenate(name="with_label")([x, label])
         if spec.dense_units:
             x = _dense(x, spec.dense_units, spec, "enc_dense")
-    outputs = {head: layers.Dense(spec.latent_dim, name=head)(x) for head in heads}
+    outputs = {head: layers.Dense(spec.latent_dim, activation=spec.code_activation, name=head)(x) for head in heads}
     return keras.Model(inputs if num_classes else images, outputs, name=name)
 
 

@@ -50,6 +50,7 @@ def test_every_hidden_activation_is_reachable():
     ({"widths": (8, -1)}, "widths"),
     ({"down": "avg"}, "unknown down"),
     ({"input_shape": (8, 8)}, "input_shape"),
+    ({"activation": "relux"}, "unknown activation 'relux'"),
 ])
 def test_bad_specs_are_refused_with_a_clear_message(kwargs, needle):
     options = {"input_shape": (8, 8, 1), "latent_dim": 2, **kwargs}

@@ -39,7 +39,7 @@ class Autoencoder(keras.Model):
     Args:
         input_shape: (H, W, C) of the images, pixels in [0, 1].
         latent_dim: size of the code z.
-        arch, widths, dense_units, down, up, activation: the networks (see
+        arch, widths, dense_units, down, up, activation, code_activation: the networks (see
             :class:`keras_ae.networks.NetworkSpec`).
         reconstruction: ``"mse"`` (squared error summed over pixels) or ``"bce"`` (Bernoulli
             negative log-likelihood in nats, summed over pixels).
@@ -56,10 +56,10 @@ class Autoencoder(keras.Model):
     num_classes = None  # conditional models set this to the number of label classes
 
     def __init__(self, input_shape, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
-                 up="transpose", activation="relu", reconstruction="mse", **kwargs):
+                 up="transpose", activation="relu", code_activation="linear", reconstruction="mse", **kwargs):
         super().__init__(**kwargs)
         self.spec = NetworkSpec(tuple(input_shape), latent_dim, arch, None if widths is None else tuple(widths),
-                                dense_units, down, up, activation)
+                                dense_units, down, up, activation, code_activation)
         if reconstruction not in RECONSTRUCTION_LOSSES:
             raise ConfigError(f"unknown reconstruction loss {reconstruction!r}; choose one of "
                               f"{', '.join(RECONSTRUCTION_LOSSES)}")

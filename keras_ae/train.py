@@ -1,0 +1,241 @@
+"""Train one model of the zoo on one dataset and write its run folder.
+
+    python train.py --model ae --arch conv --dataset mnist --latent-dim 16 --epochs 10
+
+The run folder holds ``config.json`` (every option, the data source, library versions),
+``model.keras``, ``history.csv``, TensorBoard logs under ``logs/``, ``results.json`` (final
+training, validation and test metrics) and ``reconstructions.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import sys
+from pathlib import Path
+
+from keras_ae.errors import ConfigError, KerasAEError
+
+log = logging.getLogger("keras_ae")
+
+# Flags that only some models take (default None); the rest are taken by every model.
+MODEL_OPTIONS = ("reconstruction",)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return widths
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
+    return height, width
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``train.py`` command line; every flag is documented in ``--help``."""
+    from keras_ae.models import MODELS
+    from keras_ae.networks import ARCHITECTURES, DOWNSAMPLING, UPSAMPLING
+    from keras_ae.models.base import RECONSTRUCTION_LOSSES
+
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Train an autoencoder of the keras_ae zoo and write its run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    what = parser.add_argument_group("model")
+    what.add_argument("--model", default="ae", choices=sorted(MODELS), help="which model of the zoo")
+    what.add_argument("--arch", default="mlp", choices=ARCHITECTURES, help="encoder/decoder family")
+    what.add_argument("--latent-dim", type=_positive_int, default=16, help="size of the code z")
+    what.add_argument("--widths", type=_widths, default=None,
+                      help="comma-separated Dense units (mlp) or conv filters per stage (conv); "
+                           "default 512,256 (mlp) or 32,64 (conv)")
+    what.add_argument("--dense-units", type=int, default=0,
+                      help="conv only: a Dense layer of this size before the code (0: none)")
+    what.add_argument("--down", default="strided", choices=DOWNSAMPLING,
+                      help="conv only: stride-2 convolutions or convolution + max-pooling")
+    what.add_argument("--up", default="transpose", choices=UPSAMPLING,
+                      help="conv only: stride-2 transposed convolutions or upsampling + convolution")
+    what.add_argument("--activation", default="relu", help="hidden activation (any Keras activation name)")
+    what.add_argument("--code-activation", default="linear",
+                      help="activation of the code layer: linear, or relu for codes with exact zeros")
+    what.add_argument("--reconstruction", default=None, choices=RECONSTRUCTION_LOSSES,
+                      help="reconstruction loss: squared error or Bernoulli cross-entropy, summed over "
+                           "pixels (model default when omitted)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default="digits",
+                      help="digits (bundled), a TFDS image dataset name (mnist, fashion_mnist, kmnist, "
+                           "cifar10, ...), or a path to an IDX folder, an .npz file or a folder of images")
+    data.add_argument("--data-dir", default=None,
+                      help="folder searched first for local copies of named datasets "
+                           "(then $KERAS_AE_DATA, then TFDS)")
+    data.add_argument("--no-download", action="store_true",
+                      help="never ask TFDS to download (offline, it retries for minutes before failing)")
+    data.add_argument("--image-size", type=_image_size, default=None,
+                      help="HxW: resize a folder of images to this size")
+    data.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                      help="fraction of the training images held out for validation")
+    data.add_argument("--limit", type=_positive_int, default=None,
+                      help="train on at most this many images (quick runs)")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
+    train.add_argument("--batch-size", type=_positive_int, default=128, help="images per batch")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                       help="stop when the validation loss has not improved for PATIENCE epochs and keep "
+                            "the best weights (0: off)")
+    train.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--run-dir", default=None,
+                     help="run folder (default: runs/<model>-<arch>-<dataset>)")
+    out.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a model")
+    out.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
+                     help="0 silent, 1 progress bar, 2 one line per epoch (default: bar on a terminal)")
+    return parser
+
+
+def model_kwargs(model_cls, args: argparse.Namespace, input_shape) -> dict:
+    """The constructor arguments of ``model_cls`` taken from the flags.
+
+    A model takes the options of its own constructor and of its base classes. Model-specific flags
+    default to ``None``; one given to a model without that option is an error, not silently ignored.
+    """
+    from keras_ae.models import Autoencoder
+
+    accepted = {name for klass in model_cls.__mro__ if "__init__" in vars(klass) and issubclass(klass, Autoencoder)
+                for name in inspect.signature(klass.__init__).parameters}
+    for name in MODEL_OPTIONS:
+        if getattr(args, name) is not None and name not in accepted:
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {args.model}")
+    kwargs = {name: value for name, value in vars(args).items() if name in accepted and value is not None}
+    return {**kwargs, "input_shape": input_shape}
+
+
+def _dataset_slug(dataset: str) -> str:
+    return Path(dataset).stem.replace(os.sep, "_") or "data"
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train as the flags say; return the run folder."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_ae import data as data_lib
+    from keras_ae import losses, plots
+    from keras_ae.io import atomic_path, write_json
+    from keras_ae.models import model_class
+
+    model_cls = model_class(args.model)
+    if args.learning_rate <= 0:
+        raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
+    run_dir = Path(args.run_dir or Path("runs") / f"{args.model}-{args.arch}-{_dataset_slug(args.dataset)}")
+    model_path = run_dir / "model.keras"
+    if model_path.exists() and not args.overwrite:
+        raise ConfigError(f"{run_dir} already holds a trained model; pass --overwrite or another --run-dir")
+
+    keras.utils.set_random_seed(args.seed)
+    splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
+                           seed=args.seed, image_size=args.image_size, limit=args.limit,
+                           download=not args.no_download)
+    train_ds = splits.pipeline("train", args.batch_size, seed=args.seed)
+    validation_ds = splits.pipeline("validation", args.batch_size) if len(splits.validation.images) else None
+    model = model_cls(**model_kwargs(model_cls, args, splits.image_shape))
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+
+    devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")]
+    log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s", splits.name, splits.source,
+             len(splits.train.images), len(splits.validation.images), len(splits.test.images),
+             splits.image_shape, ", ".join(devices))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {
+        "options": vars(args), "model_config": model.get_config(), "model_class": model_cls.__name__,
+        "data": {"name": splits.name, "source": splits.source, "image_shape": splits.image_shape,
+                 "num_classes": splits.num_classes, "sizes": {s: len(getattr(splits, s).images)
+                                                              for s in ("train", "validation", "test")}},
+        "versions": {"keras_ae": _version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+    })
+
+    callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+                 keras.callbacks.TensorBoard(str(run_dir / "logs"))]
+    if args.early_stopping:
+        if validation_ds is None:
+            raise ConfigError("--early-stopping needs a validation split; set --validation-fraction > 0")
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
+                                                       restore_best_weights=True))
+    history = model.fit(train_ds, validation_data=validation_ds, epochs=args.epochs, callbacks=callbacks,
+                        verbose="auto" if args.verbose is None else args.verbose)
+    if not np.all(np.isfinite(history.history["loss"])):
+        raise KerasAEError(f"training stopped: the loss became non-finite at epoch {len(history.history['loss'])}; "
+                           "lower --learning-rate; no model was written")
+
+    with atomic_path(model_path) as tmp:
+        model.save(tmp)
+
+    test_x, _ = splits.arrays("test")
+    test_metrics = model.evaluate(splits.pipeline("test", args.batch_size), verbose=0, return_dict=True)
+    reconstructions = model.predict(test_x, batch_size=args.batch_size, verbose=0)
+    test_metrics["squared_error"] = float(np.mean(losses.squared_error(test_x, reconstructions)))
+    test_metrics["psnr"] = float(np.mean(losses.psnr(test_x, reconstructions)))
+    write_json(run_dir / "results.json", {
+        "epochs_run": len(history.history["loss"]),
+        "final": {k: float(v[-1]) for k, v in history.history.items()},
+        "test": {k: float(v) for k, v in test_metrics.items()},
+    })
+    plots.image_rows({"original": test_x[:10], "reconstructed": reconstructions[:10]},
+                     run_dir / "reconstructions.png", title=f"{args.model} ({args.arch}) on {splits.name}, test split")
+    log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
+    log.info("run folder: %s", run_dir)
+    return run_dir
+
+
+def _version() -> str:
+    from keras_ae import __version__
+    return __version__
+
+
+def main(argv=None) -> int:
+    """Entry point of ``train.py`` and ``keras-ae-train``; exit code 2 with one line for a user error."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KerasAEError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,84 @@
+"""train.py end to end in a subprocess, as a user runs it."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+
+def train(*flags, cwd=REPO):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *flags], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "run"
+    result = train("--model", "ae", "--arch", "conv", "--dataset", "digits", "--latent-dim", "8",
+                   "--epochs", "3", "--batch-size", "64", "--limit", "400", "--run-dir", str(folder), "--verbose", "0")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_run_folder_holds_everything_a_user_needs(run_dir):
+    for name in ("config.json", "model.keras", "history.csv", "results.json", "reconstructions.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert (run_dir / "reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model_config"]["arch"] == "conv" and config["data"]["image_shape"] == [8, 8, 1]
+
+
+def test_validation_runs_every_epoch_and_the_loss_falls(run_dir):
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert len(rows) == 3
+    val = [float(row["val_loss"]) for row in rows]
+    assert val[-1] < val[0]
+
+
+def test_saved_model_reloads_and_matches_the_reported_test_error(run_dir):
+    from keras_ae import data, losses
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    results = json.loads((run_dir / "results.json").read_text())
+    x, _ = data.load("digits", seed=0).arrays("test")
+    error = float(np.mean(losses.squared_error(x, model.reconstruct(x))))
+    assert error == pytest.approx(results["test"]["squared_error"], rel=1e-4)
+
+
+def test_an_existing_run_is_not_overwritten_silently(run_dir):
+    before = (run_dir / "model.keras").read_bytes()
+    result = train("--dataset", "digits", "--epochs", "1", "--run-dir", str(run_dir))
+    assert result.returncode == 2 and "already holds a trained model" in result.stderr
+    assert (run_dir / "model.keras").read_bytes() == before
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--dataset", "no_such_dataset"], "no_such_dataset"),
+    (["--dataset", "/nonexistent/folder/"], "/nonexistent/folder"),
+    (["--model", "gan"], "invalid choice: 'gan'"),
+    (["--epochs", "0"], "--epochs"),
+    (["--learning-rate", "-1"], "--learning-rate"),
+    (["--batch-size", "100000"], "100000"),
+])
+def test_bad_input_gives_one_clear_line(flags, needle, tmp_path):
+    result = train("--epochs", "1", "--run-dir", str(tmp_path / "run"), *flags)  # the last flag given wins
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_explains_every_flag():
+    from keras_ae.train import build_parser
+
+    parser = build_parser()
+    undocumented = [action.dest for action in parser._actions if not action.help]
+    assert undocumented == []
+    result = train("--help")
+    assert result.returncode == 0 and "--latent-dim" in result.stdout and "--early-stopping" in result.stdout
