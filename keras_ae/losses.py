@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 from keras import ops
 
 
@@ -46,3 +47,26 @@ def psnr(x, x_hat, max_value: float = 1.0):
     """Peak signal-to-noise ratio per image in dB; +inf for a perfect reconstruction."""
     mse = ops.mean(ops.reshape(ops.square(x - x_hat), (ops.shape(x)[0], -1)), axis=-1)
     return 10.0 * (2.0 * math.log10(max_value) - ops.log(mse) / math.log(10.0))
+
+
+def code_and_jacobian_sq(encode, x, method: str = "exact", projections: int = 1, seed=None):
+    """``encode(x)`` and ||d encode(x) / dx||_F^2 per example, exact or an unbiased estimate.
+
+    ``exact`` builds the batch Jacobian (B x latent x pixels). ``projection`` draws ``projections``
+    Rademacher vectors v in the (small) latent space and uses E||v^T J||^2 = ||J||_F^2, each v^T J
+    being one reverse-mode product: the cost of a few backward passes, whatever the encoder.
+    Both are differentiable, so the penalty trains the encoder.
+    """
+    import tensorflow as tf  # gradient tapes: the penalty is specific to the TensorFlow backend
+
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape(persistent=method == "projection" and projections > 1) as tape:
+        tape.watch(x)
+        z = encode(x)
+    if method == "exact":
+        return z, _sum_per_example(ops.square(tape.batch_jacobian(z, x)))
+    total = 0.0
+    for _ in range(projections):
+        v = ops.sign(keras.random.normal(ops.shape(z), seed=seed))  # Rademacher +-1
+        total += _sum_per_example(ops.square(tape.gradient(z, x, output_gradients=v)))
+    return z, total / projections

@@ -31,6 +31,25 @@ def image_rows(rows: dict[str, np.ndarray], path, title: str | None = None) -> N
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def code_heatmap(codes: np.ndarray, path, title: str | None = None) -> None:
+    """Save the codes (N images x latent units) as a heatmap: sparse codes show as mostly white."""
+    magnitude = np.abs(codes)
+    fig, ax = plt.subplots(figsize=(min(12, 2 + codes.shape[1] * 0.12), 4))
+    shown = ax.imshow(magnitude, aspect="auto", cmap="Greys", interpolation="nearest")
+    ax.set_xlabel("code unit")
+    ax.set_ylabel("test image")
+    fig.colorbar(shown, ax=ax, label="|z|")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    """Write ``fig`` as a PNG atomically and free it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

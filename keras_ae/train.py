@@ -21,7 +21,8 @@ from keras_ae.errors import ConfigError, KerasAEError
 log = logging.getLogger("keras_ae")
 
 # Flags that only some models take (default None); the rest are taken by every model.
-MODEL_OPTIONS = ("reconstruction",)
+MODEL_OPTIONS = ("reconstruction", "penalty_weight", "sparsity", "target_rate", "jacobian", "projections", "noise",
+                 "noise_level")
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -92,6 +93,31 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--reconstruction", default=None, choices=RECONSTRUCTION_LOSSES,
                       help="reconstruction loss: squared error or Bernoulli cross-entropy, summed over "
                            "pixels (model default when omitted)")
+
+    from keras_ae.models.contractive import JACOBIAN_METHODS
+    from keras_ae.models.denoising import NOISES
+    from keras_ae.models.sparse import SPARSITY
+
+    regularized = parser.add_argument_group("regularized autoencoders (sparse, contractive, denoising)")
+    regularized.add_argument("--penalty-weight", type=float, default=None, metavar="LAMBDA",
+                             help="sparse/contractive: weight lambda of the penalty added to the reconstruction "
+                                  "(model default: 0.01 sparse, 0.1 contractive)")
+    regularized.add_argument("--sparsity", default=None, choices=SPARSITY,
+                             help="sparse: L1 on the code (latent), L1 on every hidden activation (activations), "
+                                  "or KL to a target rate (kl); default latent")
+    regularized.add_argument("--target-rate", type=float, default=None, metavar="RHO",
+                             help="sparse with --sparsity kl: target mean activation rho in (0, 1); default 0.05")
+    regularized.add_argument("--jacobian", default=None, choices=JACOBIAN_METHODS,
+                             help="contractive: exact batch Jacobian, random-projection estimate, or auto "
+                                  "(exact for mlp encoders with latent <= 64); default auto")
+    regularized.add_argument("--projections", type=_positive_int, default=None,
+                             help="contractive: random projections per step for the estimator; default 1")
+    regularized.add_argument("--noise", default=None, choices=NOISES,
+                             help="denoising: additive Gaussian noise, masking noise, or salt-and-pepper; "
+                                  "default gaussian")
+    regularized.add_argument("--noise-level", type=float, default=None,
+                             help="denoising: sigma for gaussian; fraction of pixels hit for mask and "
+                                  "salt_and_pepper, in [0, 1]; default 0.3")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="digits",
@@ -174,6 +200,7 @@ def run(args: argparse.Namespace) -> Path:
     train_ds = splits.pipeline("train", args.batch_size, seed=args.seed)
     validation_ds = splits.pipeline("validation", args.batch_size) if len(splits.validation.images) else None
     model = model_cls(**model_kwargs(model_cls, args, splits.image_shape))
+    model.check_batch_size(args.batch_size)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
 
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")]
@@ -216,8 +243,10 @@ def run(args: argparse.Namespace) -> Path:
         "final": {k: float(v[-1]) for k, v in history.history.items()},
         "test": {k: float(v) for k, v in test_metrics.items()},
     })
-    plots.image_rows({"original": test_x[:10], "reconstructed": reconstructions[:10]},
-                     run_dir / "reconstructions.png", title=f"{args.model} ({args.arch}) on {splits.name}, test split")
+    plots.image_rows(model.figure_rows(test_x[:10]), run_dir / "reconstructions.png",
+                     title=f"{args.model} ({args.arch}) on {splits.name}, test split")
+    plots.code_heatmap(np.asarray(model.encode(test_x[:64])), run_dir / "codes.png",
+                       title=f"{args.model} codes of 64 test images")
     log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
     log.info("run folder: %s", run_dir)
     return run_dir

@@ -66,6 +66,13 @@ def test_an_existing_run_is_not_overwritten_silently(run_dir):
     (["--epochs", "0"], "--epochs"),
     (["--learning-rate", "-1"], "--learning-rate"),
     (["--batch-size", "100000"], "100000"),
+    (["--model", "sparse", "--penalty-weight", "-1"], "penalty_weight (lambda) must be a finite number >= 0"),
+    (["--model", "contractive", "--penalty-weight", "abc"], "--penalty-weight: invalid float value: 'abc'"),
+    (["--model", "sparse", "--sparsity", "l0"], "invalid choice: 'l0'"),
+    (["--model", "denoising", "--noise", "mask", "--noise-level", "1.5"], "in [0, 1], got 1.5"),
+    (["--model", "ae", "--noise", "mask"], "--noise does not apply to --model ae"),
+    (["--model", "contractive", "--jacobian", "exact", "--image-size", "128x128", "--latent-dim", "100",
+      "--batch-size", "256"], "use --jacobian projection"),
 ])
 def test_bad_input_gives_one_clear_line(flags, needle, tmp_path):
     result = train("--epochs", "1", "--run-dir", str(tmp_path / "run"), *flags)  # the last flag given wins

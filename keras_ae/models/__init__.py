@@ -2,9 +2,15 @@
 
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder
+from keras_ae.models.contractive import ContractiveAutoencoder
+from keras_ae.models.denoising import DenoisingAutoencoder
+from keras_ae.models.sparse import SparseAutoencoder
 
 MODELS = {
     "ae": Autoencoder,
+    "sparse": SparseAutoencoder,
+    "contractive": ContractiveAutoencoder,
+    "denoising": DenoisingAutoencoder,
 }
 
 
@@ -16,4 +22,5 @@ def model_class(name: str):
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
 
 
-__all__ = ["MODELS", "Autoencoder", "model_class"]
+__all__ = ["MODELS", "Autoencoder", "ContractiveAutoencoder", "DenoisingAutoencoder", "SparseAutoencoder",
+           "model_class"]

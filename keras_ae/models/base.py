@@ -11,6 +11,8 @@ example and averaged over the batch.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -20,6 +22,17 @@ from keras_ae.errors import ConfigError
 from keras_ae.networks import NetworkSpec, build_decoder, build_encoder
 
 RECONSTRUCTION_LOSSES = ("mse", "bce")
+
+
+def non_negative(option: str, value) -> float:
+    """``value`` as a float, or a ConfigError naming ``option`` when it is negative, NaN or infinite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} must be a number, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise ConfigError(f"{option} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def _per_replica(loss):
@@ -86,6 +99,13 @@ class Autoencoder(keras.Model):
 
     def call(self, x, training=False):
         return self.reconstruct(x, training=training)
+
+    def figure_rows(self, x) -> dict:
+        """Rows of images that show what this model does to ``x`` (for the run folder's figure)."""
+        return {"original": x, "reconstructed": self.reconstruct(x)}
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuse, before training starts, a batch size this model cannot train with (no limit here)."""
 
     # ---- the objective ---------------------------------------------------------------------------
     def reconstruction_error(self, x, logits):

@@ -1,0 +1,83 @@
+"""Sparse autoencoder: reconstruction + lambda * R, where R makes most code units (near) zero.
+
+An over-complete code (latent larger than the input) would let a plain autoencoder copy its input;
+the sparsity penalty forbids that by making each image use few units. Three penalties:
+
+- ``latent``: R = ||e(x)||_1, L1 on the code;
+- ``activations``: L1 on every hidden activation of encoder and decoder, the code included;
+- ``kl``: the classic sparse autoencoder's R = sum_j KL(rho || rho_hat_j), where rho_hat_j is the
+  mean over the batch of sigmoid(z_j) and rho the target rate (Ng's lecture notes).
+
+Reported per epoch: the penalty R and ``zero_fraction``, the fraction of code entries with
+|z| <= ``zero_threshold``. Use ``code_activation="relu"`` for codes whose zeros are exact.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_ae.errors import ConfigError
+from keras_ae.models.base import Autoencoder, non_negative
+from keras_ae.networks import hidden_activations
+
+SPARSITY = ("latent", "activations", "kl")
+
+
+def _l1_per_example(tensors):
+    return sum(ops.sum(ops.reshape(ops.abs(t), (ops.shape(t)[0], -1)), axis=-1) for t in tensors)
+
+
+def kl_sparsity(codes, target_rate):
+    """sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j)), rho_hat_j = batch mean of sigmoid(z_j)."""
+    rate = ops.clip(ops.mean(ops.sigmoid(codes), axis=0), 1e-6, 1.0 - 1e-6)
+    return ops.sum(target_rate * ops.log(target_rate / rate)
+                   + (1.0 - target_rate) * ops.log((1.0 - target_rate) / (1.0 - rate)))
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class SparseAutoencoder(Autoencoder):
+    """Autoencoder with a sparsity penalty on its code or on all its hidden activations.
+
+    Args:
+        sparsity: ``"latent"``, ``"activations"`` or ``"kl"`` (see the module docstring).
+        penalty_weight: lambda, the weight of the penalty (>= 0).
+        target_rate: rho for ``sparsity="kl"``, in (0, 1).
+        zero_threshold: |z| at or below which a code entry counts as zero in ``zero_fraction``.
+        **kwargs: the networks and reconstruction options of :class:`Autoencoder`.
+    """
+
+    loss_terms = ("loss", "reconstruction", "penalty", "zero_fraction")
+
+    def __init__(self, input_shape, sparsity="latent", penalty_weight=1e-2, target_rate=0.05,
+                 zero_threshold=1e-3, **kwargs):
+        if sparsity not in SPARSITY:
+            raise ConfigError(f"unknown sparsity {sparsity!r}; choose one of {', '.join(SPARSITY)}")
+        if not 0.0 < target_rate < 1.0:
+            raise ConfigError(f"target_rate (rho) must be in (0, 1), got {target_rate}")
+        super().__init__(input_shape, **kwargs)
+        self.sparsity, self.penalty_weight = sparsity, non_negative("penalty_weight (lambda)", penalty_weight)
+        self.target_rate, self.zero_threshold = float(target_rate), float(zero_threshold)
+        # The same layers, also exposing their hidden activations for the penalty.
+        self._encoder_taps = keras.Model(self.encoder.input, [self.encoder.outputs[0]]
+                                         + hidden_activations(self.encoder))
+        self._decoder_taps = keras.Model(self.decoder.input, [self.decoder.outputs[0]]
+                                         + hidden_activations(self.decoder))
+
+    def compute_losses(self, x, y=None, training=False):
+        z, *encoder_hidden = self._encoder_taps(x, training=training)
+        logits, *decoder_hidden = self._decoder_taps(z, training=training)
+        reconstruction = ops.mean(self.reconstruction_error(x, logits))
+        if self.sparsity == "latent":
+            penalty = ops.mean(_l1_per_example([z]))
+        elif self.sparsity == "activations":
+            penalty = ops.mean(_l1_per_example([z, *encoder_hidden, *decoder_hidden]))
+        else:
+            penalty = kl_sparsity(z, self.target_rate)
+        zero_fraction = ops.mean(ops.cast(ops.abs(z) <= self.zero_threshold, "float32"))
+        return {"loss": reconstruction + self.penalty_weight * penalty, "reconstruction": reconstruction,
+                "penalty": penalty, "zero_fraction": zero_fraction}
+
+    def get_config(self):
+        return {**super().get_config(), "sparsity": self.sparsity, "penalty_weight": self.penalty_weight,
+                "target_rate": self.target_rate, "zero_threshold": self.zero_threshold}
