@@ -63,3 +63,15 @@ def test_unknown_names_are_refused():
         model_class("gan")
     with pytest.raises(ConfigError, match="unknown reconstruction loss"):
         Autoencoder((8, 8, 1), reconstruction="l1")
+
+
+def test_training_on_real_mnist_lowers_the_validation_loss(mnist_small):
+    from keras_ae import data
+
+    splits = data.load(str(mnist_small), seed=0, limit=1500)
+    model = Autoencoder(splits.image_shape, latent_dim=16, arch="conv", widths=(8, 16))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(splits.pipeline("train", 100, seed=0), validation_data=splits.pipeline("validation", 100),
+                        epochs=4, verbose=0)
+    validation = history.history["val_reconstruction"]
+    assert validation[-1] < 0.8 * validation[0]
