@@ -9,15 +9,35 @@ from keras_ae import losses
 from keras_ae.models.denoising import corrupt
 
 
+import tensorflow as tf
+
+
 def _batches(x, batch_size):
     for start in range(0, len(x), batch_size):
         yield x[start:start + batch_size]
 
 
-def squared_error(model, x, batch_size: int = 256) -> float:
+def _labelled_batches(x, labels, batch_size):
+    for start in range(0, len(x), batch_size):
+        yield x[start:start + batch_size], None if labels is None else labels[start:start + batch_size]
+
+
+def reconstruction_metrics(model, x, labels=None, batch_size: int = 256) -> dict:
+    """Test-split reconstruction quality: mean squared error per image (summed over pixels) and mean PSNR (dB).
+
+    Perfect reconstructions have infinite PSNR; they count as 100 dB so the mean stays a number.
+    """
+    errors, psnrs = [], []
+    for batch, batch_labels in _labelled_batches(x, labels, batch_size):
+        reconstructed = model.reconstruct(batch, batch_labels)
+        errors.append(np.asarray(losses.squared_error(batch, reconstructed)))
+        psnrs.append(np.minimum(np.asarray(losses.psnr(batch, reconstructed)), 100.0))
+    return {"squared_error": float(np.mean(np.concatenate(errors))), "psnr": float(np.mean(np.concatenate(psnrs)))}
+
+
+def squared_error(model, x, labels=None, batch_size: int = 256) -> float:
     """Mean over images of the squared reconstruction error summed over pixels."""
-    return float(np.mean(np.concatenate([np.asarray(losses.squared_error(b, model.reconstruct(b)))
-                                         for b in _batches(x, batch_size)])))
+    return reconstruction_metrics(model, x, labels, batch_size)["squared_error"]
 
 
 def zero_fraction(model, x, threshold: float = 1e-3, batch_size: int = 256) -> float:
@@ -28,8 +48,9 @@ def zero_fraction(model, x, threshold: float = 1e-3, batch_size: int = 256) -> f
 
 def jacobian_norm(model, x, batch_size: int = 32) -> float:
     """Mean over images of the exact Frobenius norm of the encoder Jacobian dz/dx."""
-    norms = [np.sqrt(np.asarray(losses.code_and_jacobian_sq(model.encode, b, "exact")[1]))
-             for b in _batches(x.astype("float32"), batch_size)]
+    squared_norm = tf.function(lambda b: losses.code_and_jacobian_sq(model.encode, b, "exact")[1],
+                               reduce_retracing=True)
+    norms = [np.sqrt(np.asarray(squared_norm(b))) for b in _batches(x.astype("float32"), batch_size)]
     return float(np.mean(np.concatenate(norms)))
 
 

@@ -38,9 +38,19 @@ def gaussian_nll(x, mean, log_var):
     return _sum_per_example(per_pixel)
 
 
+def kl_per_unit(mean, log_var):
+    """Closed-form KL(N(mean, exp(log_var)) || N(0, 1)) of each latent unit, in nats (same shape as mean)."""
+    return 0.5 * (ops.square(mean) + ops.exp(log_var) - 1.0 - log_var)
+
+
 def kl_to_standard_normal(mean, log_var):
     """Closed-form KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent units, in nats."""
-    return _sum_per_example(0.5 * (ops.square(mean) + ops.exp(log_var) - 1.0 - log_var))
+    return _sum_per_example(kl_per_unit(mean, log_var))
+
+
+def standard_normal_log_density(z):
+    """log N(z; 0, I) per example, summed over the last axis."""
+    return -0.5 * ops.sum(ops.square(z) + math.log(2.0 * math.pi), axis=-1)
 
 
 def psnr(x, x_hat, max_value: float = 1.0):

@@ -16,14 +16,21 @@ def image_rows(rows: dict[str, np.ndarray], path, title: str | None = None) -> N
 
     Each value is an array (N, H, W, C) of pixels in [0, 1]; all rows show the same N columns.
     """
-    names = list(rows)
-    columns = min(len(images) for images in rows.values())
-    fig, axes = plt.subplots(len(names), columns, figsize=(columns * 0.9, len(names) * 1.0 + 0.3),
-                             squeeze=False)
-    for r, name in enumerate(names):
+    _draw_rows(list(rows.items()), path, title)
+
+
+def image_grid(images: np.ndarray, path, columns: int = 10, title: str | None = None) -> None:
+    """Save images (N, H, W, C) in [0, 1] as an unlabelled grid with ``columns`` per row."""
+    _draw_rows([("", images[start:start + columns]) for start in range(0, len(images), columns)], path, title)
+
+
+def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None) -> None:
+    columns = min(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
+    for r, (name, images) in enumerate(rows):
         for c in range(columns):
             ax = axes[r, c]
-            image = np.clip(rows[name][c], 0.0, 1.0)
+            image = np.clip(images[c], 0.0, 1.0)
             ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -46,6 +53,18 @@ def code_heatmap(codes: np.ndarray, path, title: str | None = None) -> None:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def sample_grid(model, path, title: str | None = None, columns: int = 10, seed: int = 0) -> None:
+    """Save images drawn from the prior through the decoder: one row per class for a conditional model."""
+    import keras
+
+    generator = keras.random.SeedGenerator(seed)
+    if model.num_classes:
+        image_rows({f"y = {c}": np.asarray(model.sample(columns, labels=c, seed=generator))
+                    for c in range(model.num_classes)}, path, title=title)
+    else:
+        image_grid(np.asarray(model.sample(columns * columns, seed=generator)), path, columns, title=title)
 
 
 def _save(fig, path) -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 from keras_ae.errors import ConfigError, KerasAEError
 
 log = logging.getLogger("keras_ae")
+CHECKPOINT = "checkpoint.keras"  # the last epoch with a finite loss, kept while training runs
 
 # Flags that only some models take (default None); the rest are taken by every model.
-MODEL_OPTIONS = ("reconstruction", "penalty_weight", "sparsity", "target_rate", "jacobian", "projections", "noise",
-                 "noise_level")
+MODEL_OPTIONS = ("reconstruction", "output_std", "penalty_weight", "sparsity", "target_rate", "jacobian",
+                 "projections", "noise", "noise_level", "beta", "binarize", "free_bits", "kl_warmup_epochs")
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -91,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--code-activation", default="linear",
                       help="activation of the code layer: linear, or relu for codes with exact zeros")
     what.add_argument("--reconstruction", default=None, choices=RECONSTRUCTION_LOSSES,
-                      help="reconstruction loss: squared error or Bernoulli cross-entropy, summed over "
-                           "pixels (model default when omitted)")
+                      help="reconstruction term, summed over pixels: squared error (mse), Bernoulli "
+                           "likelihood (bce) or Gaussian likelihood (gaussian); default mse, bce for VAEs")
+    what.add_argument("--output-std", type=float, default=None,
+                      help="with --reconstruction gaussian: fixed standard deviation of every pixel; "
+                           "omit to learn it")
 
     from keras_ae.models.contractive import JACOBIAN_METHODS
     from keras_ae.models.denoising import NOISES
@@ -118,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     regularized.add_argument("--noise-level", type=float, default=None,
                              help="denoising: sigma for gaussian; fraction of pixels hit for mask and "
                                   "salt_and_pepper, in [0, 1]; default 0.3")
+
+    variational = parser.add_argument_group("variational autoencoders (vae, cvae)")
+    variational.add_argument("--beta", type=float, default=None,
+                             help="weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE; default 1")
+    variational.add_argument("--binarize", action="store_const", const=True, default=None,
+                             help="dynamic binarization: each pixel is drawn 0/1 afresh every step")
+    variational.add_argument("--free-bits", type=float, default=None, metavar="NATS",
+                             help="minimum KL per latent unit counted in the loss (0: off)")
+    variational.add_argument("--kl-warmup-epochs", type=int, default=None, metavar="N",
+                             help="ramp the KL weight linearly from 0 to 1 over N epochs (0: off)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="digits",
@@ -177,79 +191,115 @@ def _dataset_slug(dataset: str) -> str:
 def run(args: argparse.Namespace) -> Path:
     """Train as the flags say; return the run folder."""
     import keras
-    import numpy as np
-    import tensorflow as tf
 
     from keras_ae import data as data_lib
-    from keras_ae import losses, plots
-    from keras_ae.io import atomic_path, write_json
+    from keras_ae.io import atomic_path
     from keras_ae.models import model_class
 
     model_cls = model_class(args.model)
     if args.learning_rate <= 0:
         raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
     run_dir = Path(args.run_dir or Path("runs") / f"{args.model}-{args.arch}-{_dataset_slug(args.dataset)}")
-    model_path = run_dir / "model.keras"
-    if model_path.exists() and not args.overwrite:
+    if (run_dir / "model.keras").exists() and not args.overwrite:
         raise ConfigError(f"{run_dir} already holds a trained model; pass --overwrite or another --run-dir")
 
     keras.utils.set_random_seed(args.seed)
     splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
                            seed=args.seed, image_size=args.image_size, limit=args.limit,
                            download=not args.no_download)
-    train_ds = splits.pipeline("train", args.batch_size, seed=args.seed)
-    validation_ds = splits.pipeline("validation", args.batch_size) if len(splits.validation.images) else None
-    model = model_cls(**model_kwargs(model_cls, args, splits.image_shape))
+    kwargs = model_kwargs(model_cls, args, splits.image_shape)
+    if model_cls.needs_labels:
+        if splits.num_classes is None:
+            raise ConfigError(f"--model {args.model} needs labels, and dataset {args.dataset!r} ({splits.source}) "
+                              "has none; use a labelled dataset (e.g. class sub-folders)")
+        kwargs["num_classes"] = splits.num_classes
+    model = model_cls(**kwargs)
     model.check_batch_size(args.batch_size)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    _write_config(run_dir, args, model, splits)
+
+    history = _fit(model, splits, args, run_dir)
+    with atomic_path(run_dir / "model.keras") as tmp:
+        model.save(tmp)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the final model supersedes it
+    _report(model, splits, args, run_dir, history)
+    log.info("run folder: %s", run_dir)
+    return run_dir
+
+
+def _write_config(run_dir: Path, args, model, splits) -> None:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_ae.io import write_json
 
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")]
     log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s", splits.name, splits.source,
-             len(splits.train.images), len(splits.validation.images), len(splits.test.images),
-             splits.image_shape, ", ".join(devices))
+             len(splits.train), len(splits.validation), len(splits.test), splits.image_shape, ", ".join(devices))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {
-        "options": vars(args), "model_config": model.get_config(), "model_class": model_cls.__name__,
+        "options": vars(args), "model_config": model.get_config(), "model_class": type(model).__name__,
         "data": {"name": splits.name, "source": splits.source, "image_shape": splits.image_shape,
-                 "num_classes": splits.num_classes, "sizes": {s: len(getattr(splits, s).images)
-                                                              for s in ("train", "validation", "test")}},
+                 "num_classes": splits.num_classes,
+                 "sizes": {s: len(splits.split(s)) for s in ("train", "validation", "test")}},
         "versions": {"keras_ae": _version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__},
     })
 
-    callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-                 keras.callbacks.TensorBoard(str(run_dir / "logs"))]
+
+def _fit(model, splits, args, run_dir: Path):
+    """Fit with validation each epoch; stop with a clear error (keeping the last good model) on a non-finite loss."""
+    import keras
+    import numpy as np
+
+    from keras_ae.callbacks import LastGoodCheckpoint
+
+    validation = splits.pipeline("validation", args.batch_size) if len(splits.validation) else None
+    checkpoint = LastGoodCheckpoint(run_dir / CHECKPOINT)
+    callbacks = [keras.callbacks.TerminateOnNaN(), checkpoint, keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+                 keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
     if args.early_stopping:
-        if validation_ds is None:
+        if validation is None:
             raise ConfigError("--early-stopping needs a validation split; set --validation-fraction > 0")
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
                                                        restore_best_weights=True))
-    history = model.fit(train_ds, validation_data=validation_ds, epochs=args.epochs, callbacks=callbacks,
+    history = model.fit(splits.pipeline("train", args.batch_size, seed=args.seed), validation_data=validation,
+                        epochs=args.epochs, callbacks=callbacks,
                         verbose="auto" if args.verbose is None else args.verbose)
-    if not np.all(np.isfinite(history.history["loss"])):
-        raise KerasAEError(f"training stopped: the loss became non-finite at epoch {len(history.history['loss'])}; "
-                           "lower --learning-rate; no model was written")
+    losses = history.history.get("loss", [])
+    if not np.all(np.isfinite(losses)):
+        kept = (f"the last good model (epoch {checkpoint.epoch}) is in {run_dir / CHECKPOINT}"
+                if checkpoint.epoch else "no epoch finished cleanly, so no model was kept")
+        raise KerasAEError(f"training stopped: the loss became non-finite in epoch {len(losses)}; {kept}; "
+                           "try a lower --learning-rate")
+    return history
 
-    with atomic_path(model_path) as tmp:
-        model.save(tmp)
 
-    test_x, _ = splits.arrays("test")
+def _report(model, splits, args, run_dir: Path, history) -> None:
+    """Test-split metrics in results.json, and the figures."""
+    import numpy as np
+
+    from keras_ae import evaluate, plots
+    from keras_ae.io import write_json
+
+    test_x, test_y = splits.arrays("test")
     test_metrics = model.evaluate(splits.pipeline("test", args.batch_size), verbose=0, return_dict=True)
-    reconstructions = model.predict(test_x, batch_size=args.batch_size, verbose=0)
-    test_metrics["squared_error"] = float(np.mean(losses.squared_error(test_x, reconstructions)))
-    test_metrics["psnr"] = float(np.mean(losses.psnr(test_x, reconstructions)))
+    test_metrics.update(evaluate.reconstruction_metrics(model, test_x, test_y))
     write_json(run_dir / "results.json", {
         "epochs_run": len(history.history["loss"]),
         "final": {k: float(v[-1]) for k, v in history.history.items()},
         "test": {k: float(v) for k, v in test_metrics.items()},
     })
-    plots.image_rows(model.figure_rows(test_x[:10]), run_dir / "reconstructions.png",
-                     title=f"{args.model} ({args.arch}) on {splits.name}, test split")
-    plots.code_heatmap(np.asarray(model.encode(test_x[:64])), run_dir / "codes.png",
+    title = f"{args.model} ({args.arch}) on {splits.name}"
+    labels = None if test_y is None else test_y[:64]
+    plots.image_rows(model.figure_rows(test_x[:10], None if labels is None else labels[:10]),
+                     run_dir / "reconstructions.png", title=f"{title}, test split")
+    plots.code_heatmap(np.asarray(model.encode(test_x[:64], labels)), run_dir / "codes.png",
                        title=f"{args.model} codes of 64 test images")
+    if hasattr(model, "sample"):
+        plots.sample_grid(model, run_dir / "samples.png", title=f"{title}: samples from the prior")
     log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
-    log.info("run folder: %s", run_dir)
-    return run_dir
 
 
 def _version() -> str:

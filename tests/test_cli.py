@@ -89,3 +89,34 @@ def test_help_explains_every_flag():
     assert undocumented == []
     result = train("--help")
     assert result.returncode == 0 and "--latent-dim" in result.stdout and "--early-stopping" in result.stdout
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    from keras import ops
+
+    from keras_ae.errors import KerasAEError
+    from keras_ae.models import MODELS, Autoencoder
+    from keras_ae.train import build_parser, run
+
+    @keras.saving.register_keras_serializable(package="keras_ae_tests")
+    class BlowsUpInEpochTwo(Autoencoder):
+        def compute_losses(self, x, y=None, training=False):
+            terms = super().compute_losses(x, y, training)
+            poison = ops.where(self.optimizer.iterations > 4, float("nan"), 0.0)  # 4 steps per epoch
+            return {name: value + poison for name, value in terms.items()}
+
+    monkeypatch.setitem(MODELS, "explodes", BlowsUpInEpochTwo)
+    args = build_parser().parse_args(["--model", "explodes", "--limit", "400", "--batch-size", "100", "--epochs", "5",
+                                      "--run-dir", str(tmp_path / "run"), "--verbose", "0"])
+    with pytest.raises(KerasAEError, match=r"non-finite in epoch 2; the last good model \(epoch 1\)"):
+        run(args)
+    assert not (tmp_path / "run" / "model.keras").exists()
+    kept = keras.models.load_model(tmp_path / "run" / "checkpoint.keras")
+    assert np.all(np.isfinite(kept.get_weights()[0]))
+
+
+def test_conditional_vae_needs_a_labelled_dataset(tmp_path):
+    np.savez(tmp_path / "unlabelled.npz", x=np.random.default_rng(0).integers(0, 255, (50, 8, 8), dtype=np.uint8))
+    result = train("--model", "cvae", "--dataset", str(tmp_path / "unlabelled.npz"), "--epochs", "1",
+                   "--batch-size", "8", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "needs labels" in result.stderr and "unlabelled.npz" in result.stderr

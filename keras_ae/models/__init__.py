@@ -5,12 +5,15 @@ from keras_ae.models.base import Autoencoder
 from keras_ae.models.contractive import ContractiveAutoencoder
 from keras_ae.models.denoising import DenoisingAutoencoder
 from keras_ae.models.sparse import SparseAutoencoder
+from keras_ae.models.vae import VAE, ConditionalVAE
 
 MODELS = {
     "ae": Autoencoder,
     "sparse": SparseAutoencoder,
     "contractive": ContractiveAutoencoder,
     "denoising": DenoisingAutoencoder,
+    "vae": VAE,
+    "cvae": ConditionalVAE,
 }
 
 
@@ -22,5 +25,5 @@ def model_class(name: str):
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
 
 
-__all__ = ["MODELS", "Autoencoder", "ContractiveAutoencoder", "DenoisingAutoencoder", "SparseAutoencoder",
-           "model_class"]
+__all__ = ["MODELS", "VAE", "Autoencoder", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
+           "SparseAutoencoder", "model_class"]

@@ -21,7 +21,7 @@ from keras_ae import losses
 from keras_ae.errors import ConfigError
 from keras_ae.networks import NetworkSpec, build_decoder, build_encoder
 
-RECONSTRUCTION_LOSSES = ("mse", "bce")
+RECONSTRUCTION_LOSSES = ("mse", "bce", "gaussian")
 
 
 def non_negative(option: str, value) -> float:
@@ -54,8 +54,13 @@ class Autoencoder(keras.Model):
         latent_dim: size of the code z.
         arch, widths, dense_units, down, up, activation, code_activation: the networks (see
             :class:`keras_ae.networks.NetworkSpec`).
-        reconstruction: ``"mse"`` (squared error summed over pixels) or ``"bce"`` (Bernoulli
-            negative log-likelihood in nats, summed over pixels).
+        reconstruction: ``"mse"`` (squared error summed over pixels), ``"bce"`` (Bernoulli
+            negative log-likelihood in nats, summed over pixels) or ``"gaussian"`` (Gaussian negative
+            log-likelihood in nats with mean sigmoid(logits) and one variance for all pixels).
+        output_std: with ``"gaussian"``: the fixed standard deviation of every pixel; ``None``
+            learns it (a single trained log-variance).
+        num_classes: make the model conditional: encoder and decoder also take a label in
+            ``range(num_classes)``, given to them one-hot.
 
     Example:
         >>> model = Autoencoder((28, 28, 1), latent_dim=30, arch="conv")
@@ -66,10 +71,11 @@ class Autoencoder(keras.Model):
 
     heads = ("z",)
     loss_terms = ("loss", "reconstruction")
-    num_classes = None  # conditional models set this to the number of label classes
+    needs_labels = False  # conditional models must be trained on labelled data
 
     def __init__(self, input_shape, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
-                 up="transpose", activation="relu", code_activation="linear", reconstruction="mse", **kwargs):
+                 up="transpose", activation="relu", code_activation="linear", reconstruction="mse", output_std=None,
+                 num_classes=None, **kwargs):
         super().__init__(**kwargs)
         self.spec = NetworkSpec(tuple(input_shape), latent_dim, arch, None if widths is None else tuple(widths),
                                 dense_units, down, up, activation, code_activation)
@@ -77,46 +83,74 @@ class Autoencoder(keras.Model):
             raise ConfigError(f"unknown reconstruction loss {reconstruction!r}; choose one of "
                               f"{', '.join(RECONSTRUCTION_LOSSES)}")
         self.reconstruction = reconstruction
+        if num_classes is not None and int(num_classes) < 2:
+            raise ConfigError(f"num_classes must be >= 2 for a conditional model, got {num_classes}")
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.output_std = None if output_std is None else float(output_std)
+        if self.output_std is not None and not self.output_std > 0:
+            raise ConfigError(f"output_std must be > 0, got {output_std}")
+        if reconstruction == "gaussian":
+            initial = 0.0 if self.output_std is None else 2.0 * math.log(self.output_std)
+            self.output_log_var = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
+                                                  trainable=self.output_std is None, name="output_log_var")
         self.encoder = build_encoder(self.spec, self.heads, self.num_classes)
         self.decoder = build_decoder(self.spec, self.num_classes)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
         self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
 
     # ---- the uniform contract: encode, decode, reconstruct -------------------------------------
-    def encode(self, x, training=False):
+    def conditioned(self, tensor, labels):
+        """The network input for ``tensor``: itself, or ``[tensor, one_hot(labels)]`` for a conditional model."""
+        if self.num_classes is None:
+            return tensor
+        if labels is None:
+            raise ConfigError(f"{self.name} is conditional on labels (num_classes={self.num_classes}); "
+                              "give labels with the images or codes")
+        return [ops.convert_to_tensor(tensor), ops.one_hot(ops.cast(labels, "int32"), self.num_classes)]
+
+    def encode(self, x, labels=None, training=False):
         """Images -> code z (deterministic: a VAE returns its posterior mean)."""
-        return self.encoder(x, training=training)["z"]
+        return self.encoder(self.conditioned(x, labels), training=training)[self.heads[0]]
 
-    def decode_logits(self, z, training=False):
-        return self.decoder(z, training=training)
+    def decode_logits(self, z, labels=None, training=False):
+        return self.decoder(self.conditioned(z, labels), training=training)
 
-    def decode(self, z, training=False):
+    def decode(self, z, labels=None, training=False):
         """Code z -> images in [0, 1]."""
-        return ops.sigmoid(self.decode_logits(z, training=training))
+        return ops.sigmoid(self.decode_logits(z, labels, training=training))
 
-    def reconstruct(self, x, training=False):
-        return self.decode(self.encode(x, training=training), training=training)
+    def reconstruct(self, x, labels=None, training=False):
+        return self.decode(self.encode(x, labels, training=training), labels, training=training)
 
     def call(self, x, training=False):
         return self.reconstruct(x, training=training)
 
-    def figure_rows(self, x) -> dict:
+    def figure_rows(self, x, labels=None) -> dict:
         """Rows of images that show what this model does to ``x`` (for the run folder's figure)."""
-        return {"original": x, "reconstructed": self.reconstruct(x)}
+        return {"original": x, "reconstructed": self.reconstruct(x, labels)}
 
     def check_batch_size(self, batch_size: int) -> None:
         """Refuse, before training starts, a batch size this model cannot train with (no limit here)."""
+
+    def training_callbacks(self) -> list:
+        """Keras callbacks this model needs during ``fit`` (e.g. a KL warm-up schedule)."""
+        return []
 
     # ---- the objective ---------------------------------------------------------------------------
     def reconstruction_error(self, x, logits):
         """Per-image reconstruction term of this model's loss, from decoder logits."""
         if self.reconstruction == "bce":
             return losses.bernoulli_nll(x, logits)
+        if self.reconstruction == "gaussian":
+            return losses.gaussian_nll(x, ops.sigmoid(logits), self.output_log_var)
         return losses.squared_error(x, ops.sigmoid(logits))
 
     def compute_losses(self, x, y=None, training=False) -> dict:
-        """Named loss terms, averaged over the batch; ``"loss"`` is what training minimises."""
-        logits = self.decode_logits(self.encode(x, training=training), training=training)
+        """Named loss terms, averaged over the batch; ``"loss"`` is what training minimises.
+
+        ``y`` holds the labels; only conditional models use them.
+        """
+        logits = self.decode_logits(self.encode(x, y, training=training), y, training=training)
         reconstruction = ops.mean(self.reconstruction_error(x, logits))
         return {"loss": reconstruction, "reconstruction": reconstruction}
 
@@ -146,4 +180,5 @@ class Autoencoder(keras.Model):
 
     # ---- serialization -----------------------------------------------------------------------
     def get_config(self):
-        return {"name": self.name, **self.spec.to_config(), "reconstruction": self.reconstruction}
+        return {"name": self.name, **self.spec.to_config(), "reconstruction": self.reconstruction,
+                "output_std": self.output_std, "num_classes": self.num_classes}

@@ -59,9 +59,9 @@ class ContractiveAutoencoder(Autoencoder):
 
     def compute_losses(self, x, y=None, training=False):
         z, penalty_per_image = losses.code_and_jacobian_sq(
-            lambda images: self.encode(images, training=training), x, self.jacobian_method, self.projections,
+            lambda images: self.encode(images, y, training=training), x, self.jacobian_method, self.projections,
             self.seed_generator)
-        logits = self.decode_logits(z, training=training)
+        logits = self.decode_logits(z, y, training=training)
         reconstruction = ops.mean(self.reconstruction_error(x, logits))
         penalty = ops.mean(penalty_per_image)
         return {"loss": reconstruction + self.penalty_weight * penalty, "reconstruction": reconstruction,

@@ -66,13 +66,13 @@ class DenoisingAutoencoder(Autoencoder):
         """A fresh corruption of ``x`` (different at every call)."""
         return corrupt(x, self.noise, self.noise_level, self.seed_generator)
 
-    def figure_rows(self, x):
+    def figure_rows(self, x, labels=None):
         noisy = self.corrupt(x)
-        return {"original": x, "corrupted": ops.clip(noisy, 0.0, 1.0), "reconstructed": self.reconstruct(noisy)}
+        return {"original": x, "corrupted": ops.clip(noisy, 0.0, 1.0), "reconstructed": self.reconstruct(noisy, labels)}
 
     def compute_losses(self, x, y=None, training=False):
         noisy = self.corrupt(x)
-        logits = self.decode_logits(self.encode(noisy, training=training), training=training)
+        logits = self.decode_logits(self.encode(noisy, y, training=training), y, training=training)
         reconstruction = ops.mean(self.reconstruction_error(x, logits))
         return {"loss": reconstruction, "reconstruction": reconstruction,
                 "psnr_corrupted": _mean_psnr(x, noisy),

@@ -65,8 +65,8 @@ class SparseAutoencoder(Autoencoder):
                                          + hidden_activations(self.decoder))
 
     def compute_losses(self, x, y=None, training=False):
-        z, *encoder_hidden = self._encoder_taps(x, training=training)
-        logits, *decoder_hidden = self._decoder_taps(z, training=training)
+        z, *encoder_hidden = self._encoder_taps(self.conditioned(x, y), training=training)
+        logits, *decoder_hidden = self._decoder_taps(self.conditioned(z, y), training=training)
         reconstruction = ops.mean(self.reconstruction_error(x, logits))
         if self.sparsity == "latent":
             penalty = ops.mean(_l1_per_example([z]))

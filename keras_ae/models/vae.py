@@ -1,0 +1,178 @@
+"""Variational autoencoders: the VAE / beta-VAE (Kingma & Welling 2014) and the conditional VAE.
+
+The encoder gives q(z|x) = N(z_mean, exp(z_log_var)); a code is drawn with the reparameterization
+trick z = mean + sigma * eps, so gradients reach both mean and sigma; the decoder gives p(x|z),
+Bernoulli (``reconstruction="bce"``) or Gaussian (``"gaussian"``). The objective, per image:
+
+    loss = reconstruction + beta * w * KL(q(z|x) || N(0, I)),   ELBO = -(reconstruction + KL)
+
+with the reconstruction -log p(x|z) summed over pixels and the closed-form KL summed over latent
+units, both in nats, then averaged over the batch. w ramps from 0 to 1 over ``kl_warmup_epochs``
+(:class:`KLWarmup`); ``free_bits`` keeps each unit's batch-mean KL at or above that many nats in
+the loss (Kingma et al. 2016), so the optimiser stops pushing units into collapse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_ae import losses
+from keras_ae.errors import ConfigError
+from keras_ae.models.base import Autoencoder, non_negative
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E_q[z_u]) > 0.01
+
+
+def reparameterize(mean, log_var, seed):
+    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I): a sample of q(z|x) differentiable in mean and log_var."""
+    return mean + ops.exp(0.5 * log_var) * keras.random.normal(ops.shape(mean), seed=seed)
+
+
+def binarize(x, seed):
+    """Dynamic binarization: each pixel becomes 1 with probability equal to its intensity (idempotent on {0, 1})."""
+    return ops.cast(keras.random.uniform(ops.shape(x), seed=seed) < x, x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class VAE(Autoencoder):
+    """Variational autoencoder with a Gaussian encoder and a Bernoulli or Gaussian decoder.
+
+    Args:
+        beta: weight of the KL term (>= 0); 1 gives the ELBO, > 1 a beta-VAE.
+        reconstruction: ``"bce"`` (Bernoulli likelihood) or ``"gaussian"`` (with ``output_std``
+            fixed, or learned when ``None``).
+        binarize: binarize the inputs afresh at every step (dynamic binarization).
+        free_bits: minimum nats of KL per latent unit counted in the loss (0: off).
+        kl_warmup_epochs: ramp the KL weight linearly from 0 to 1 over this many epochs (0: off).
+        seed: seed of the reparameterization noise and the binarization.
+        **kwargs: the network options of :class:`Autoencoder`.
+    """
+
+    heads = ("z_mean", "z_log_var")
+    loss_terms = ("loss", "reconstruction", "kl", "elbo", "bits_per_dim", "active_units")
+
+    def __init__(self, input_shape, beta=1.0, reconstruction="bce", binarize=False, free_bits=0.0,
+                 kl_warmup_epochs=0, seed=0, **kwargs):
+        if reconstruction not in ("bce", "gaussian"):
+            raise ConfigError(f"a VAE needs a likelihood: reconstruction 'bce' (Bernoulli) or 'gaussian', "
+                              f"got {reconstruction!r}")
+        if kwargs.get("code_activation", "linear") != "linear":
+            raise ConfigError("a VAE's mean and log-variance heads must be linear; drop --code-activation")
+        beta, free_bits = non_negative("beta", beta), non_negative("free_bits", free_bits)
+        if int(kl_warmup_epochs) < 0:
+            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}")
+        super().__init__(input_shape, reconstruction=reconstruction, **kwargs)
+        self.beta, self.binarize, self.free_bits = beta, bool(binarize), free_bits
+        self.kl_warmup_epochs, self.seed = int(kl_warmup_epochs), int(seed)
+        self.kl_weight = keras.Variable(0.0 if self.kl_warmup_epochs else 1.0, trainable=False, name="kl_weight")
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    # ---- the probabilistic contract ------------------------------------------------------------
+    def posterior(self, x, labels=None, training=False):
+        """Mean and log-variance of q(z|x)."""
+        heads = self.encoder(self.conditioned(x, labels), training=training)
+        return heads["z_mean"], heads["z_log_var"]
+
+    def sample(self, num: int, labels=None, seed=None):
+        """``num`` new images from the decoder alone: z ~ N(0, I) (with ``labels`` for a conditional model)."""
+        z = keras.random.normal((int(num), self.spec.latent_dim), seed=seed)
+        return self.decode(z, None if labels is None else self.checked_labels(labels, num))
+
+    def checked_labels(self, labels, count: int):
+        """``labels`` as int32 of length ``count``, or a ConfigError naming the bad value."""
+        labels = np.broadcast_to(np.asarray(labels), (count,))
+        if self.num_classes is None:
+            raise ConfigError(f"{self.name} is not conditional; it takes no labels")
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ConfigError(f"labels must be integers in [0, {self.num_classes - 1}], got {np.unique(labels)[:10]}")
+        return labels.astype("int32")
+
+    # ---- the objective ---------------------------------------------------------------------------
+    def compute_losses(self, x, y=None, training=False):
+        if self.binarize:
+            x = binarize(x, self.seed_generator)
+        mean, log_var = self.posterior(x, y, training=training)
+        z = reparameterize(mean, log_var, self.seed_generator)
+        reconstruction = ops.mean(self.reconstruction_error(x, self.decode_logits(z, y, training=training)))
+        kl_units = losses.kl_per_unit(mean, log_var)
+        kl = ops.mean(ops.sum(kl_units, axis=-1))
+        kl_in_loss = ops.sum(ops.maximum(ops.mean(kl_units, axis=0), self.free_bits)) if self.free_bits else kl
+        elbo = -(reconstruction + kl)
+        return {
+            "loss": reconstruction + self.beta * self.kl_weight * kl_in_loss,
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "elbo": elbo,
+            "bits_per_dim": -elbo / (self.spec.input_dim * math.log(2.0)),
+            "active_units": ops.sum(ops.cast(ops.var(mean, axis=0) > ACTIVE_UNIT_THRESHOLD, "float32")),
+        }
+
+    def training_callbacks(self) -> list:
+        return [KLWarmup(self.kl_warmup_epochs)] if self.kl_warmup_epochs else []
+
+    # ---- likelihood evaluation -------------------------------------------------------------------
+    def importance_weighted_log_likelihood(self, x, labels=None, num_samples: int = 1000, chunk: int = 100,
+                                           seed=None) -> np.ndarray:
+        """Per-image importance-weighted estimate of log p(x), in nats (Burda et al. 2015).
+
+        log p(x) >= log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x): with K = 1 this is a one-sample
+        ELBO; it tightens as K grows. Samples are drawn ``chunk`` at a time and combined with
+        log-sum-exp, so K = 5000 needs no more memory than K = ``chunk``. ``x`` is used as given
+        (binarize it once beforehand to evaluate a binarized model).
+        """
+        num_samples, chunk = int(num_samples), int(chunk)
+        if num_samples < 1 or chunk < 1:
+            raise ConfigError(f"num_samples (K) and chunk must be >= 1, got K={num_samples}, chunk={chunk}")
+        x = ops.convert_to_tensor(x, "float32")
+        mean, log_var = self.posterior(x, labels)
+        count, latent = ops.shape(mean)
+        log_weights = []
+        for start in range(0, num_samples, chunk):
+            k = min(chunk, num_samples - start)
+            eps = keras.random.normal((k, count, latent), seed=seed)
+            z = mean + ops.exp(0.5 * log_var) * eps
+            flat_z = ops.reshape(z, (k * count, latent))
+            repeated_x = ops.reshape(ops.tile(x[None], (k, 1, 1, 1, 1)), (k * count, *self.spec.input_shape))
+            repeated_labels = None if labels is None else ops.tile(ops.convert_to_tensor(labels), (k,))
+            log_px_z = -self.reconstruction_error(repeated_x, self.decode_logits(flat_z, repeated_labels))
+            log_pz = losses.standard_normal_log_density(flat_z)
+            log_qz = -0.5 * ops.sum(ops.square(eps) + log_var + math.log(2.0 * math.pi), axis=-1)
+            log_weights.append(ops.reshape(log_px_z + log_pz, (k, count)) - log_qz)
+        log_weights = ops.concatenate(log_weights, axis=0)
+        return np.asarray(ops.logsumexp(log_weights, axis=0) - math.log(num_samples))
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta, "binarize": self.binarize, "free_bits": self.free_bits,
+                "kl_warmup_epochs": self.kl_warmup_epochs, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class ConditionalVAE(VAE):
+    """Conditional VAE: q(z|x, y) and p(x|z, y), so ``sample(n, labels=...)`` draws the asked class.
+
+    Args:
+        num_classes: number of label classes (>= 2); the training data must be labelled.
+        **kwargs: the options of :class:`VAE`.
+    """
+
+    needs_labels = True
+
+    def __init__(self, input_shape, num_classes=None, **kwargs):
+        if num_classes is None:
+            raise ConfigError("the conditional VAE needs labels: train it on a labelled dataset (num_classes)")
+        super().__init__(input_shape, num_classes=num_classes, **kwargs)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """KL annealing: sets the model's ``kl_weight`` to min(1, epoch / epochs) at the start of each epoch."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.kl_weight.assign(min(1.0, epoch / self.epochs))
