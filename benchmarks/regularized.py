@@ -57,7 +57,7 @@ def main() -> None:
             "--verbose", "2"]))
         model = keras.models.load_model(run_dir / "model.keras")
         rows[label] = {
-            "squared_error": evaluate.squared_error(model, test_x),
+            "squared_error": evaluate.reconstruction_metrics(model, test_x)["squared_error"],
             "zero_fraction": evaluate.zero_fraction(model, test_x),
             "jacobian_norm": evaluate.jacobian_norm(model, test_x[:options.jacobian_images]),
             **{f"psnr_{noise}": evaluate.denoising_psnr(model, test_x, noise, level, seed=options.seed)

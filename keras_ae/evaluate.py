@@ -1,68 +1,308 @@
-"""Measurements of a trained model on a test split, each a small function of (model, images)."""
+"""Evaluate a trained run on its test split: ``python -m keras_ae.evaluate RUN_FOLDER``.
+
+Writes ``report.json`` and ``report.md`` in the run folder, with each metric where it applies:
+reconstruction error (squared error, MSE, binary cross-entropy, PSNR); ELBO, importance-weighted
+log-likelihood, KL and active units for VAEs; code sparsity; encoder Jacobian norm; PSNR gain on
+corrupted inputs; a latent probe (logistic regression and k-NN on the codes, on raw pixels and on
+PCA codes of the same size); outlier-detection ROC AUC; compression (bytes per image vs PSNR); and
+the figures of :mod:`keras_ae.figures`. Each metric is a small function of (model, images).
+"""
 
 from __future__ import annotations
 
-import keras
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from keras_ae import losses
-from keras_ae.models.denoising import corrupt
+from keras_ae.errors import KerasAEError
+
+log = logging.getLogger("keras_ae")
+CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
+PSNR_CAP = 100.0  # dB given to a perfect reconstruction, so means stay finite
 
 
-import tensorflow as tf
-
-
-def _batches(x, batch_size):
-    for start in range(0, len(x), batch_size):
-        yield x[start:start + batch_size]
-
-
-def _labelled_batches(x, labels, batch_size):
+def _batches(x, labels=None, batch_size: int = 256):
     for start in range(0, len(x), batch_size):
         yield x[start:start + batch_size], None if labels is None else labels[start:start + batch_size]
 
 
-def reconstruction_metrics(model, x, labels=None, batch_size: int = 256) -> dict:
-    """Test-split reconstruction quality: mean squared error per image (summed over pixels) and mean PSNR (dB).
+def _concat(model_fn, x, labels=None, batch_size: int = 256) -> np.ndarray:
+    return np.concatenate([np.asarray(model_fn(b, y)) for b, y in _batches(x, labels, batch_size)])
 
-    Perfect reconstructions have infinite PSNR; they count as 100 dB so the mean stays a number.
+
+def codes(model, x, labels=None) -> np.ndarray:
+    """The deterministic codes (a VAE's posterior means) of images ``x``."""
+    return _concat(model.encode, x, labels)
+
+
+def capped_psnr(x, x_hat) -> np.ndarray:
+    """PSNR per image in dB, a perfect reconstruction counting as ``PSNR_CAP``."""
+    return np.minimum(np.asarray(losses.psnr(x, x_hat)), PSNR_CAP)
+
+
+# ---- reconstruction ---------------------------------------------------------------------------------
+def reconstruction_metrics(model, x, labels=None) -> dict:
+    """Squared error per image (summed over pixels), MSE per pixel, Bernoulli cross-entropy per image (nats), PSNR."""
+    reconstructed = np.clip(_concat(model.reconstruct, x, labels), 1e-7, 1 - 1e-7)
+    squared = np.asarray(losses.squared_error(x, reconstructed))
+    cross_entropy = -(x * np.log(reconstructed) + (1 - x) * np.log(1 - reconstructed)).reshape(len(x), -1).sum(1)
+    return {"squared_error": float(squared.mean()), "mse": float(squared.mean() / np.prod(x.shape[1:])),
+            "cross_entropy": float(cross_entropy.mean()), "psnr": float(capped_psnr(x, reconstructed).mean())}
+
+
+def outlier_scores(model, x, labels=None) -> np.ndarray:
+    """Per-image outlier score: -ELBO in nats for a VAE, the squared reconstruction error otherwise."""
+    if hasattr(model, "posterior"):
+        return -_concat(lambda b, y: per_image_elbo(model, b, y), x, labels)
+    return _concat(lambda b, y: losses.squared_error(b, model.reconstruct(b, y)), x, labels)
+
+
+# ---- VAE likelihoods --------------------------------------------------------------------------------
+def per_image_elbo(model, x, labels=None):
+    """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + closed-form KL)."""
+    from keras_ae.models.vae import reparameterize
+
+    mean, log_var = model.posterior(x, labels)
+    z = reparameterize(mean, log_var, None)
+    reconstruction = model.reconstruction_error(x, model.decode_logits(z, labels))
+    return -(np.asarray(reconstruction) + np.asarray(losses.kl_to_standard_normal(mean, log_var)))
+
+
+def vae_metrics(model, x, labels=None, iwae_samples: int = 100, elbo_samples: int = 5, seed: int = 0) -> dict:
+    """ELBO and importance-weighted log p(x) in nats per image, KL, and active units, on the test images.
+
+    A model trained with dynamic binarization is scored on one fixed binarization of ``x`` (seeded).
+    Active units follow Burda et al. 2015: Var_x(E_q[z_u]) > 0.01 over the test set.
     """
-    errors, psnrs = [], []
-    for batch, batch_labels in _labelled_batches(x, labels, batch_size):
-        reconstructed = model.reconstruct(batch, batch_labels)
-        errors.append(np.asarray(losses.squared_error(batch, reconstructed)))
-        psnrs.append(np.minimum(np.asarray(losses.psnr(batch, reconstructed)), 100.0))
-    return {"squared_error": float(np.mean(np.concatenate(errors))), "psnr": float(np.mean(np.concatenate(psnrs)))}
+    from keras_ae.models.vae import ACTIVE_UNIT_THRESHOLD
+
+    if model.binarize:
+        x = (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
+    elbo = np.mean([_concat(lambda b, y: per_image_elbo(model, b, y), x, labels).mean() for _ in range(elbo_samples)])
+    iwae = _concat(lambda b, y: model.importance_weighted_log_likelihood(b, y, iwae_samples, chunk=100), x,
+                   labels, batch_size=50)
+    means = codes(model, x, labels)
+    log_vars = _concat(lambda b, y: model.posterior(b, y)[1], x, labels)
+    kl = np.asarray(losses.kl_to_standard_normal(means, log_vars))
+    return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": iwae_samples,
+            "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
+            "kl": float(kl.mean()), "active_units": int((means.var(axis=0) > ACTIVE_UNIT_THRESHOLD).sum()),
+            "binarized": bool(model.binarize)}
 
 
-def squared_error(model, x, labels=None, batch_size: int = 256) -> float:
-    """Mean over images of the squared reconstruction error summed over pixels."""
-    return reconstruction_metrics(model, x, labels, batch_size)["squared_error"]
-
-
-def zero_fraction(model, x, threshold: float = 1e-3, batch_size: int = 256) -> float:
+# ---- properties of the code --------------------------------------------------------------------------
+def zero_fraction(model, x, labels=None, threshold: float = 1e-3) -> float:
     """Fraction of code entries with |z| <= threshold over the images ``x``."""
-    codes = np.concatenate([np.asarray(model.encode(b)) for b in _batches(x, batch_size)])
-    return float(np.mean(np.abs(codes) <= threshold))
+    return float(np.mean(np.abs(codes(model, x, labels)) <= threshold))
 
 
-def jacobian_norm(model, x, batch_size: int = 32) -> float:
+def jacobian_norm(model, x, labels=None, batch_size: int = 32) -> float:
     """Mean over images of the exact Frobenius norm of the encoder Jacobian dz/dx."""
-    squared_norm = tf.function(lambda b: losses.code_and_jacobian_sq(model.encode, b, "exact")[1],
+    import tensorflow as tf
+
+    squared_norm = tf.function(lambda b, y: losses.code_and_jacobian_sq(lambda i: model.encode(i, y), b, "exact")[1],
                                reduce_retracing=True)
-    norms = [np.sqrt(np.asarray(squared_norm(b))) for b in _batches(x.astype("float32"), batch_size)]
-    return float(np.mean(np.concatenate(norms)))
+    return float(np.sqrt(_concat(squared_norm, x.astype("float32"), labels, batch_size)).mean())
 
 
-def denoising_psnr(model, x, noise: str, level: float, seed: int = 0, batch_size: int = 256) -> dict:
+def denoising_psnr(model, x, noise: str, level: float, labels=None, seed: int = 0) -> dict:
     """Mean PSNR (dB) against the clean ``x`` of the corrupted images and of the model's output from them.
 
-    The same corruption (drawn once from ``seed``) is shown to every model measured with that seed.
+    The corruption is drawn from ``seed``, so every model measured with the same seed sees the same one.
     """
-    generator = keras.random.SeedGenerator(seed)
-    corrupted, restored = [], []
-    for batch in _batches(x, batch_size):
-        noisy = corrupt(batch, noise, level, generator)
-        corrupted.append(np.asarray(losses.psnr(batch, noisy)))
-        restored.append(np.asarray(losses.psnr(batch, model.reconstruct(noisy))))
-    return {"corrupted": float(np.mean(np.concatenate(corrupted))), "restored": float(np.mean(np.concatenate(restored)))}
+    import keras
+
+    from keras_ae.models.denoising import corrupt
+
+    noisy = np.asarray(corrupt(x, noise, level, keras.random.SeedGenerator(seed)))
+    restored = _concat(model.reconstruct, noisy, labels)
+    corrupted_psnr, restored_psnr = float(capped_psnr(x, noisy).mean()), float(capped_psnr(x, restored).mean())
+    return {"corrupted": corrupted_psnr, "restored": restored_psnr, "gain": restored_psnr - corrupted_psnr}
+
+
+# ---- what the codes are good for ---------------------------------------------------------------------
+def probe_accuracy(train_features, train_labels, test_features, test_labels) -> dict:
+    """Test accuracy of a logistic regression and a 5-nearest-neighbour classifier trained on the features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    flat = lambda a: np.asarray(a).reshape(len(a), -1)  # noqa: E731
+    classifiers = {"logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                   "knn": KNeighborsClassifier(5)}
+    return {name: float(classifier.fit(flat(train_features), train_labels).score(flat(test_features), test_labels))
+            for name, classifier in classifiers.items()}
+
+
+def latent_probe(model, train_x, train_y, test_x, test_y) -> dict:
+    """The probe on the model's codes, on raw pixels, and on PCA codes of the same size (fitted on train)."""
+    from sklearn.decomposition import PCA
+
+    size = min(model.spec.latent_dim, train_x[0].size, len(train_x))
+    pca = PCA(size, random_state=0).fit(train_x.reshape(len(train_x), -1))
+    project = lambda a: pca.transform(a.reshape(len(a), -1))  # noqa: E731
+    return {"codes": probe_accuracy(codes(model, train_x, train_y), train_y, codes(model, test_x, test_y), test_y),
+            "pixels": probe_accuracy(train_x, train_y, test_x, test_y),
+            f"pca_{size}": probe_accuracy(project(train_x), train_y, project(test_x), test_y)}
+
+
+def roc_auc(inlier_scores, outlier_scores) -> float:
+    """Area under the ROC curve for telling outliers (higher score) from inliers; 0.5 is chance."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.concatenate([inlier_scores, outlier_scores])
+    truth = np.concatenate([np.zeros(len(inlier_scores)), np.ones(len(outlier_scores))])
+    return float(roc_auc_score(truth, scores))
+
+
+def outlier_detection(model, x, labels=None, seed: int = 0) -> dict:
+    """ROC AUC of the model's outlier score for test images against uniform-noise images and inverted images."""
+    rng = np.random.default_rng(seed)
+    inliers = outlier_scores(model, x, labels)
+    others = {"noise": rng.random(x.shape).astype("float32"), "inverted": (1.0 - x).astype("float32")}
+    return {name: roc_auc(inliers, outlier_scores(model, images, labels)) for name, images in others.items()}
+
+
+def compression(model, x, labels=None) -> dict:
+    """Bytes per image of the code stored as float32, float16 and 8-bit integers, and the PSNR each gives back.
+
+    8-bit codes are quantized per latent unit between its test-set minimum and maximum (two float32 per
+    unit, shared by all images, not counted per image). Raw images take H * W * C bytes as 8-bit pixels.
+    """
+    from keras_ae import latent
+
+    z = codes(model, x, labels)
+    integers, low, step = latent.quantize(z, bits=8)
+    stored = {"float32": (z, 4), "float16": (z.astype("float16").astype("float32"), 2),
+              "int8": (latent.dequantize(integers, low, step), 1)}
+    result = {"raw_bytes": int(np.prod(x.shape[1:]))}
+    for name, (decodable, width) in stored.items():
+        restored = _concat(model.decode, decodable, labels)
+        result[name] = {"bytes": int(width * z.shape[1]), "psnr": float(capped_psnr(x, restored).mean())}
+    return result
+
+
+# ---- the report ---------------------------------------------------------------------------------------
+def evaluate(run, iwae_samples: int = 100, probe_limit: int = 5000, jacobian_images: int = 200) -> dict:
+    """Every metric that applies to ``run`` (a :class:`keras_ae.runs.Run`), with notes on what was skipped."""
+    model, splits = run.model, run.splits
+    test_x, test_y = splits.arrays("test")
+    train_x, train_y = splits.arrays("train")
+    labels = test_y if model.num_classes else None
+    notes = []
+    metrics = {"reconstruction": reconstruction_metrics(model, test_x, labels),
+               "zero_fraction": zero_fraction(model, test_x, labels),
+               "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None else
+                                              labels[:jacobian_images]),
+               "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
+                             for noise, level in CORRUPTIONS.items()},
+               "outlier_auc": outlier_detection(model, test_x, labels),
+               "compression": compression(model, test_x, labels)}
+    if hasattr(model, "posterior"):
+        metrics["vae"] = vae_metrics(model, test_x, labels, iwae_samples=iwae_samples)
+    if test_y is None or train_y is None:
+        notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
+    else:
+        keep = np.random.default_rng(0).permutation(len(train_x))[:probe_limit]
+        metrics["probe"] = latent_probe(model, train_x[keep], train_y[keep], test_x, test_y)
+    return {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
+            "dataset": {"name": splits.name, "source": splits.source, "test_images": len(test_x)},
+            "latent_dim": model.spec.latent_dim, "metrics": metrics, "notes": notes}
+
+
+def summary_row(report: dict) -> dict:
+    """The headline figures of a report, as one row of the comparison table."""
+    metrics, options = report["metrics"], report["options"]
+    row = {"run": Path(report["run"]).name, "model": options["model"], "arch": options.get("arch", ""),
+           "latent": report["latent_dim"],
+           "test squared error": metrics["reconstruction"]["squared_error"],
+           "PSNR (dB)": metrics["reconstruction"]["psnr"]}
+    if "probe" in metrics:
+        pca_key = next(k for k in metrics["probe"] if k.startswith("pca_"))
+        row["probe codes (logreg / kNN)"] = _pair(metrics["probe"]["codes"])
+        row["probe pixels"] = _pair(metrics["probe"]["pixels"])
+        row["probe PCA"] = _pair(metrics["probe"][pca_key])
+    row["outlier AUC (noise / inverted)"] = f"{metrics['outlier_auc']['noise']:.3f} / {metrics['outlier_auc']['inverted']:.3f}"
+    row["zero codes"] = f"{metrics['zero_fraction']:.1%}"
+    row["‖dz/dx‖_F"] = metrics["jacobian_norm"]
+    row["denoising gain, Gaussian / mask (dB)"] = (f"{metrics['denoising']['gaussian']['gain']:+.2f} / "
+                                                   f"{metrics['denoising']['mask']['gain']:+.2f}")
+    if "vae" in metrics:
+        row["ELBO / IWAE (nats)"] = f"{metrics['vae']['elbo']:.2f} / {metrics['vae']['iwae']:.2f}"
+    return row
+
+
+def _pair(accuracies: dict) -> str:
+    return f"{accuracies['logistic']:.3f} / {accuracies['knn']:.3f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows (dicts) as a markdown table; columns are the union of the keys, in first-seen order."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run, report: dict, figures: list[str]) -> None:
+    """report.json and report.md in the run folder (atomically)."""
+    from keras_ae.io import atomic_path, write_json
+
+    write_json(run.folder / "report.json", {**report, "figures": figures})
+    lines = [f"# {report['model']} on {report['dataset']['name']}", "",
+             f"Run `{report['run']}`, {report['dataset']['test_images']} test images from {report['dataset']['source']}.",
+             "", markdown_table([summary_row(report)])]
+    lines += [f"- note: {note}" for note in report["notes"]]
+    lines += ["", "## All metrics", "", "```json", json.dumps(report["metrics"], indent=2), "```", "", "## Figures", ""]
+    lines += [f"![{name}]({name})" for name in figures]
+    with atomic_path(run.folder / "report.md") as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def report_run(run, iwae_samples: int = 100, figures: bool = True) -> dict:
+    """Evaluate a loaded run and write its report and figures; returns the report."""
+    from keras_ae import figures as figure_lib
+
+    report = evaluate(run, iwae_samples=iwae_samples)
+    written = []
+    if figures:
+        written, skipped = figure_lib.write_all(run)
+        report["notes"] += skipped
+    write_report(run, report, written)
+    return report
+
+
+def main(argv=None) -> int:
+    """``python -m keras_ae.evaluate RUN_FOLDER [...]``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(prog="python -m keras_ae.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folders written by train.py")
+    parser.add_argument("--iwae-samples", type=int, default=100, help="K of the importance-weighted estimate (VAEs)")
+    parser.add_argument("--no-figures", action="store_true", help="write the report only")
+    args = parser.parse_args(argv)
+    from keras_ae.runs import load_run
+
+    try:
+        for folder in args.runs:
+            report = report_run(load_run(folder), iwae_samples=args.iwae_samples, figures=not args.no_figures)
+            print(markdown_table([summary_row(report)]))
+            for note in report["notes"]:
+                print(f"note: {note}")
+    except KerasAEError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

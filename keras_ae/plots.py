@@ -14,7 +14,7 @@ from keras_ae.io import atomic_path  # noqa: E402
 def image_rows(rows: dict[str, np.ndarray], path, title: str | None = None) -> None:
     """Save a figure with one labelled row of images per entry (e.g. originals over reconstructions).
 
-    Each value is an array (N, H, W, C) of pixels in [0, 1]; all rows show the same N columns.
+    Each value is an array (N, H, W, C) of pixels in [0, 1].
     """
     _draw_rows(list(rows.items()), path, title)
 
@@ -25,15 +25,19 @@ def image_grid(images: np.ndarray, path, columns: int = 10, title: str | None = 
 
 
 def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None) -> None:
-    columns = min(len(images) for _, images in rows)
+    """Rows of images (rows may differ in length; missing cells stay empty)."""
+    columns = max(len(images) for _, images in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
     for r, (name, images) in enumerate(rows):
         for c in range(columns):
             ax = axes[r, c]
-            image = np.clip(images[c], 0.0, 1.0)
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            image = np.clip(images[c], 0.0, 1.0)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -55,16 +59,36 @@ def code_heatmap(codes: np.ndarray, path, title: str | None = None) -> None:
     _save(fig, path)
 
 
-def sample_grid(model, path, title: str | None = None, columns: int = 10, seed: int = 0) -> None:
-    """Save images drawn from the prior through the decoder: one row per class for a conditional model."""
-    import keras
+def scatter(points: np.ndarray, labels, path, title: str | None = None, axis_names=("z1", "z2")) -> None:
+    """Save 2-D points coloured by integer label (or in one colour when ``labels`` is None)."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
+    if labels is not None:
+        fig.colorbar(shown, ax=ax, label="label", ticks=np.unique(labels))
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
 
-    generator = keras.random.SeedGenerator(seed)
-    if model.num_classes:
-        image_rows({f"y = {c}": np.asarray(model.sample(columns, labels=c, seed=generator))
-                    for c in range(model.num_classes)}, path, title=title)
-    else:
-        image_grid(np.asarray(model.sample(columns * columns, seed=generator)), path, columns, title=title)
+
+def curves(history: dict[str, list[float]], path, title: str | None = None) -> None:
+    """Save training curves: one panel per loss term, training and validation together."""
+    terms = [name for name in history if not name.startswith("val_") and name != "epoch"]
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], terms):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def _save(fig, path) -> None:

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--run-dir", default=None,
                      help="run folder (default: runs/<model>-<arch>-<dataset>)")
     out.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a model")
+    out.add_argument("--no-evaluate", action="store_true",
+                     help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
+                          "the reconstruction, code and sample figures are still written")
     out.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                      help="0 silent, 1 progress bar, 2 one line per epoch (default: bar on a terminal)")
     return parser
@@ -277,11 +280,11 @@ def _fit(model, splits, args, run_dir: Path):
 
 
 def _report(model, splits, args, run_dir: Path, history) -> None:
-    """Test-split metrics in results.json, and the figures."""
-    import numpy as np
-
-    from keras_ae import evaluate, plots
+    """Test metrics in results.json; then the full evaluation report and figures (or, with --no-evaluate,
+    only the reconstruction, code and sample figures)."""
+    from keras_ae import evaluate, figures
     from keras_ae.io import write_json
+    from keras_ae.runs import Run, read_config
 
     test_x, test_y = splits.arrays("test")
     test_metrics = model.evaluate(splits.pipeline("test", args.batch_size), verbose=0, return_dict=True)
@@ -291,15 +294,13 @@ def _report(model, splits, args, run_dir: Path, history) -> None:
         "final": {k: float(v[-1]) for k, v in history.history.items()},
         "test": {k: float(v) for k, v in test_metrics.items()},
     })
-    title = f"{args.model} ({args.arch}) on {splits.name}"
-    labels = None if test_y is None else test_y[:64]
-    plots.image_rows(model.figure_rows(test_x[:10], None if labels is None else labels[:10]),
-                     run_dir / "reconstructions.png", title=f"{title}, test split")
-    plots.code_heatmap(np.asarray(model.encode(test_x[:64], labels)), run_dir / "codes.png",
-                       title=f"{args.model} codes of 64 test images")
-    if hasattr(model, "sample"):
-        plots.sample_grid(model, run_dir / "samples.png", title=f"{title}: samples from the prior")
     log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
+    run = Run(run_dir, read_config(run_dir), model, splits)
+    if args.no_evaluate:
+        figures.write_all(run, ("reconstructions", "codes", "samples", "training_curves"))
+    else:
+        evaluate.report_run(run)
+        log.info("report: %s", run_dir / "report.md")
 
 
 def _version() -> str:

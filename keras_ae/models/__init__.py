@@ -4,10 +4,12 @@ from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder
 from keras_ae.models.contractive import ContractiveAutoencoder
 from keras_ae.models.denoising import DenoisingAutoencoder
+from keras_ae.models.pca import PCA
 from keras_ae.models.sparse import SparseAutoencoder
 from keras_ae.models.vae import VAE, ConditionalVAE
 
 MODELS = {
+    "pca": PCA,
     "ae": Autoencoder,
     "sparse": SparseAutoencoder,
     "contractive": ContractiveAutoencoder,
@@ -25,5 +27,5 @@ def model_class(name: str):
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
 
 
-__all__ = ["MODELS", "VAE", "Autoencoder", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
+__all__ = ["MODELS", "PCA", "VAE", "Autoencoder", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
            "SparseAutoencoder", "model_class"]

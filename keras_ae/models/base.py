@@ -93,10 +93,13 @@ class Autoencoder(keras.Model):
             initial = 0.0 if self.output_std is None else 2.0 * math.log(self.output_std)
             self.output_log_var = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
                                                   trainable=self.output_std is None, name="output_log_var")
-        self.encoder = build_encoder(self.spec, self.heads, self.num_classes)
-        self.decoder = build_decoder(self.spec, self.num_classes)
+        self.encoder, self.decoder = self.build_networks()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
         self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
+
+    def build_networks(self):
+        """The (encoder, decoder) pair for ``self.spec``; PCA overrides it with its linear maps."""
+        return build_encoder(self.spec, self.heads, self.num_classes), build_decoder(self.spec, self.num_classes)
 
     # ---- the uniform contract: encode, decode, reconstruct -------------------------------------
     def conditioned(self, tensor, labels):

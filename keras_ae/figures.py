@@ -1,0 +1,192 @@
+"""The figures of a run folder: what the model does and what its latent space can do.
+
+Each figure is a function ``(run) -> str | None``: it writes one PNG in the run folder and returns
+its file name, or returns None with a note on why it does not apply (e.g. no 2-D manifold for a
+1-D latent). :func:`write_all` runs the ones asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+from keras_ae import latent, plots
+from keras_ae.evaluate import codes
+
+
+class Skipped(Exception):
+    """This figure does not apply to this run; the message says why (it goes into the report)."""
+
+
+def _test(run, count=None):
+    x, y = run.splits.arrays("test")
+    x = x if count is None else x[:count]
+    y = None if y is None else (y if count is None else y[:count])
+    return x, y, (y if run.model.num_classes else None)
+
+
+def _title(run, what: str) -> str:
+    options = run.config["options"]
+    return f"{options['model']} ({options.get('arch', '')}) on {run.splits.name}: {what}"
+
+
+def _decode(model, z, labels=None) -> np.ndarray:
+    return np.asarray(model.decode(np.asarray(z, "float32"), labels))
+
+
+def _prior_samples(run, num: int, labels=None, seed: int = 0) -> np.ndarray:
+    """Codes from the model's prior: N(0, I) for a VAE, a Gaussian fitted to the training codes otherwise."""
+    if hasattr(run.model, "posterior"):
+        return np.random.default_rng(seed).standard_normal((num, run.model.spec.latent_dim)).astype("float32")
+    train_x, train_y = run.splits.arrays("train")
+    mean, covariance = latent.gaussian_fit(codes(run.model, train_x, train_y if run.model.num_classes else None))
+    return latent.sample_gaussian(mean, covariance, num, seed)
+
+
+def reconstructions(run) -> str:
+    x, _, labels = _test(run, 10)
+    plots.image_rows(run.model.figure_rows(x, labels), run.folder / "reconstructions.png",
+                     title=_title(run, "test images"))
+    return "reconstructions.png"
+
+
+def code_heatmap(run) -> str:
+    x, _, labels = _test(run, 64)
+    plots.code_heatmap(codes(run.model, x, labels), run.folder / "codes.png", title=_title(run, "codes of 64 test images"))
+    return "codes.png"
+
+
+def samples(run) -> str:
+    """Images decoded from prior codes; one row per class for a conditional model."""
+    model, columns = run.model, 10
+    if model.num_classes:
+        rows = {f"y = {c}": _decode(model, _prior_samples(run, columns, seed=c), np.full(columns, c))
+                for c in range(model.num_classes)}
+        plots.image_rows(rows, run.folder / "samples.png", title=_title(run, "samples z ~ N(0, I), one row per label"))
+    else:
+        prior = "N(0, I)" if hasattr(model, "posterior") else "a Gaussian fitted to the training codes"
+        plots.image_grid(_decode(model, _prior_samples(run, columns * columns)), run.folder / "samples.png", columns,
+                         title=_title(run, f"samples, z ~ {prior}"))
+    return "samples.png"
+
+
+def manifold(run, size: int = 15) -> str:
+    """The decoder over a grid of codes: the prior's plane for a 2-D VAE, else the test codes' main plane."""
+    model = run.model
+    if model.spec.latent_dim < 2:
+        raise Skipped("manifold grid skipped: the latent has size 1; there is no 2-D plane to draw "
+                      "(train with --latent-dim 2 or more)")
+    if model.spec.latent_dim == 2 and hasattr(model, "posterior"):
+        plane, what = (np.zeros(2), np.eye(2), np.ones(2)), "2-D latent over the prior's quantiles"
+    else:
+        x, _, labels = _test(run)
+        plane, what = latent.principal_plane(codes(model, x, labels)), "the plane of the two main code directions"
+    labels = np.zeros(size * size, "int64") if model.num_classes else None
+    images = _decode(model, latent.manifold_grid(size, *plane), labels)
+    plots.image_grid(images, run.folder / "manifold.png", size, title=_title(run, what + (", label 0" if labels is not None else "")))
+    return "manifold.png"
+
+
+def code_scatter(run) -> str:
+    """Test codes coloured by label: the code itself for 2-D latents, else projected on its main plane."""
+    x, y, labels = _test(run)
+    z = codes(run.model, x, labels)
+    if z.shape[1] == 1:
+        points, axes = np.column_stack([z[:, 0], np.zeros(len(z))]), ("z1", "")
+    elif z.shape[1] == 2:
+        points, axes = z, ("z1", "z2")
+    else:
+        centre, directions, _ = latent.principal_plane(z)
+        points, axes = (z - centre) @ directions.T, ("1st main direction", "2nd main direction")
+    plots.scatter(points, y, run.folder / "code_scatter.png", title=_title(run, "test codes"), axis_names=axes)
+    return "code_scatter.png"
+
+
+def _pairs(y, count: int):
+    """Index pairs of test images to interpolate between: different labels when there are labels."""
+    if y is None:
+        return [(2 * i, 2 * i + 1) for i in range(count)]
+    pairs, used = [], set()
+    for i in range(len(y)):
+        j = next((j for j in range(i + 1, len(y)) if y[j] != y[i] and j not in used), None)
+        if j is not None and i not in used:
+            pairs.append((i, j))
+            used |= {i, j}
+        if len(pairs) == count:
+            break
+    return pairs
+
+
+def interpolation(run, steps: int = 10) -> str:
+    """Decoded straight lines between the codes of pairs of test images."""
+    x, y, labels = _test(run, 200)
+    z = codes(run.model, x, labels)
+    rows = {}
+    for a, b in _pairs(y, 4):
+        strip_labels = None if labels is None else np.full(steps, labels[a])
+        rows[f"{a} -> {b}"] = _decode(run.model, latent.interpolate(z[a], z[b], steps), strip_labels)
+    plots.image_rows(rows, run.folder / "interpolation.png", title=_title(run, "interpolation between test images"))
+    return "interpolation.png"
+
+
+def arithmetic(run) -> str:
+    """Latent arithmetic: the average of two codes decoded, and attribute vectors applied as z + k * s.
+
+    Attributes: stroke thickness (s = mean code of the 25% most-ink test images minus that of the 25%
+    least-ink ones) and, with labels and an unconditional model, one digit turning into another
+    (s = mean code of class b minus mean code of class a, applied to images of class a).
+    """
+    model = run.model
+    x, y, labels = _test(run)
+    z = codes(model, x, labels)
+    ks = (-3, -2, -1, 0, 1, 2, 3)
+    rows = {}
+    for a, b in _pairs(y, 2):
+        pair_labels = None if labels is None else labels[[a, a, a]]
+        average = _decode(model, np.stack([z[a], z[b], (z[a] + z[b]) / 2]), pair_labels)
+        rows[f"A, B, average ({a}, {b})"] = np.concatenate([x[[a, b]], average[2:]])
+    ink = x.reshape(len(x), -1).mean(axis=1)
+    low, high = np.quantile(ink, [0.25, 0.75])
+    selected = (ink <= low) | (ink >= high)
+    thickness = latent.attribute_vector(z[selected], ink[selected] >= high)
+    for i in range(2):
+        rows[f"thicker #{i}"] = _decode(model, latent.attribute_sweep(z[i], thickness, ks),
+                                        None if labels is None else np.full(len(ks), labels[i]))
+    if y is not None and not model.num_classes:
+        source, target = 1, 7
+        morph = latent.attribute_vector(z[np.isin(y, [source, target])], y[np.isin(y, [source, target])] == target)
+        example = int(np.flatnonzero(y == source)[0]) if (y == source).any() else 0
+        rows[f"{source} -> {target}"] = _decode(model, latent.attribute_sweep(z[example], morph, ks))
+    plots.image_rows(rows, run.folder / "arithmetic.png",
+                     title=_title(run, "A, B, decode((zA + zB) / 2); then z + k s for k = -3..3"))
+    return "arithmetic.png"
+
+
+def training_curves(run) -> str:
+    path = run.folder / "history.csv"
+    if not path.is_file():
+        raise Skipped(f"training curves skipped: {path} not found")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    history = {name: [float(row[name]) for row in rows] for name in rows[0]} if rows else {}
+    if not history:
+        raise Skipped(f"training curves skipped: {path} is empty")
+    plots.curves(history, run.folder / "training_curves.png", title=_title(run, "training curves"))
+    return "training_curves.png"
+
+
+FIGURES = {"reconstructions": reconstructions, "codes": code_heatmap, "samples": samples, "manifold": manifold,
+           "code_scatter": code_scatter, "interpolation": interpolation, "arithmetic": arithmetic,
+           "training_curves": training_curves}
+
+
+def write_all(run, which=None) -> tuple[list[str], list[str]]:
+    """Write the figures named in ``which`` (all by default); returns (file names written, notes on skipped ones)."""
+    written, skipped = [], []
+    for name in which or FIGURES:
+        try:
+            written.append(FIGURES[name](run))
+        except Skipped as reason:
+            skipped.append(str(reason))
+    return written, skipped

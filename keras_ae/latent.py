@@ -1,0 +1,81 @@
+"""Operations in the latent space, as small NumPy functions of codes (no model inside).
+
+They are what the lectures do with a code: fit a distribution to sample from, walk a straight
+line between two images, average them, add an attribute vector s (mean code with an attribute
+minus mean code without) as z + k * s, lay a grid over a 2-D plane, and quantize for compression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+from keras_ae.errors import ConfigError
+
+
+def gaussian_fit(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean vector and covariance matrix of codes (N, L): the sampling distribution of a plain autoencoder."""
+    codes = np.asarray(codes, dtype="float64")
+    return codes.mean(axis=0), np.atleast_2d(np.cov(codes, rowvar=False))
+
+
+def sample_gaussian(mean: np.ndarray, covariance: np.ndarray, num: int, seed: int = 0) -> np.ndarray:
+    """``num`` codes drawn from N(mean, covariance), float32."""
+    return np.random.default_rng(seed).multivariate_normal(mean, covariance, size=num).astype("float32")
+
+
+def interpolate(z_a: np.ndarray, z_b: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` codes evenly spaced on the segment from ``z_a`` to ``z_b`` (both ends included)."""
+    if steps < 2:
+        raise ConfigError(f"an interpolation needs at least 2 steps, got {steps}")
+    weights = np.linspace(0.0, 1.0, steps, dtype="float32")[:, None]
+    return (1.0 - weights) * np.asarray(z_a, "float32") + weights * np.asarray(z_b, "float32")
+
+
+def attribute_vector(codes: np.ndarray, has_attribute: np.ndarray) -> np.ndarray:
+    """s = mean code of the images with the attribute - mean code of those without."""
+    has_attribute = np.asarray(has_attribute, bool)
+    if has_attribute.all() or not has_attribute.any():
+        raise ConfigError("an attribute vector needs images both with and without the attribute")
+    return (codes[has_attribute].mean(axis=0) - codes[~has_attribute].mean(axis=0)).astype("float32")
+
+
+def attribute_sweep(z: np.ndarray, s: np.ndarray, ks=(-3, -2, -1, 0, 1, 2, 3)) -> np.ndarray:
+    """Codes z + k * s for each k: the image with less (k < 0) or more (k > 0) of the attribute."""
+    return np.stack([np.asarray(z, "float32") + k * s for k in ks]).astype("float32")
+
+
+def principal_plane(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, the two main directions (2, L) and their standard deviations, of codes (N, L) with L >= 2."""
+    codes = np.asarray(codes, "float64")
+    if codes.shape[1] < 2:
+        raise ConfigError(f"a 2-D plane needs a latent of size >= 2, got {codes.shape[1]}")
+    centre = codes.mean(axis=0)
+    _, singular, directions = np.linalg.svd(codes - centre, full_matrices=False)
+    return centre, directions[:2], singular[:2] / np.sqrt(max(len(codes) - 1, 1))
+
+
+def manifold_grid(size: int, centre: np.ndarray, directions: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """A size x size grid of codes over a plane, at the normal quantiles 5%..95% of each direction's spread.
+
+    With the prior's plane (centre 0, unit directions, unit scales) this is the classic VAE manifold
+    figure of Kingma & Welling; with the principal plane of the test codes it works for any model.
+    """
+    quantiles = norm.ppf(np.linspace(0.05, 0.95, size))
+    rows = [[centre + a * scales[0] * directions[0] + b * scales[1] * directions[1] for b in quantiles]
+            for a in quantiles[::-1]]
+    return np.asarray(rows, "float32").reshape(size * size, -1)
+
+
+def quantize(codes: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform per-unit quantization to ``bits`` bits: (integer codes, minimum, step) per latent unit."""
+    levels = 2**bits - 1
+    low, high = codes.min(axis=0), codes.max(axis=0)
+    step = np.where(high > low, (high - low) / levels, 1.0)
+    integers = np.round((codes - low) / step).astype(np.uint8 if bits <= 8 else np.uint16)
+    return integers, low.astype("float32"), step.astype("float32")
+
+
+def dequantize(integers: np.ndarray, low: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Codes back from :func:`quantize`."""
+    return (integers.astype("float32") * step + low).astype("float32")

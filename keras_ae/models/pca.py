@@ -1,0 +1,101 @@
+"""PCA as a model of the zoo: the linear baseline every autoencoder is compared with.
+
+Encoder z = (x - mu) W and decoder x_hat = z W^T + mu, where the columns of W are the top
+``latent_dim`` principal directions of the training images. ``fit`` computes them in closed form
+(scikit-learn's PCA on the whole training split), then runs one Keras pass over the data so the run
+folder gets the same history, checkpoints and TensorBoard logs as every other model. It exports,
+evaluates and plots like the others.
+
+To keep the zoo's decoder contract (logits, turned into images by a sigmoid) the decoder outputs
+logit(clip(x_hat, 1e-6, 1 - 1e-6)): images equal PCA's reconstruction clipped to the pixel range.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from keras_ae.errors import ConfigError
+from keras_ae.models.base import Autoencoder
+
+log = logging.getLogger("keras_ae")
+_EPSILON = 1e-6
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class ClippedLogit(layers.Layer):
+    """logit(clip(x, eps, 1 - eps)): pixel values as logits, so that sigmoid gives them back clipped.
+
+    A registered layer rather than a Lambda, so .keras files load in Keras's safe mode.
+    """
+
+    def call(self, x):
+        x = ops.clip(x, _EPSILON, 1.0 - _EPSILON)
+        return ops.log(x) - ops.log1p(-x)
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class PCA(Autoencoder):
+    """Principal component analysis with ``latent_dim`` components, fitted in closed form.
+
+    Args:
+        input_shape: (H, W, C) of the images.
+        latent_dim: number of principal components.
+        seed: seed of the randomized SVD solver (used for large inputs).
+        **kwargs: ``reconstruction`` (the loss reported, ``"mse"`` by default); network options
+            other than ``latent_dim`` do not apply.
+    """
+
+    def __init__(self, input_shape, latent_dim=16, seed=0, **kwargs):
+        if kwargs.get("num_classes") is not None:
+            raise ConfigError("PCA is not conditional; it takes no num_classes")
+        self.seed = int(seed)
+        super().__init__(input_shape, latent_dim=latent_dim, **kwargs)
+        if self.spec.latent_dim > self.spec.input_dim:
+            raise ConfigError(f"PCA has at most {self.spec.input_dim} components for {self.spec.input_shape} "
+                              f"images, asked for {self.spec.latent_dim}")
+
+    def build_networks(self):
+        images = keras.Input(self.spec.input_shape, name="images")
+        flat = layers.Flatten(name="flatten")(images)
+        encoder = keras.Model(images, {"z": layers.Dense(self.spec.latent_dim, name="z")(flat)}, name="encoder")
+        z = keras.Input((self.spec.latent_dim,), name="z")
+        mean_image = layers.Dense(self.spec.input_dim, name="components")(z)
+        logits = ClippedLogit(name="clipped_logits")(mean_image)
+        decoder = keras.Model(z, layers.Reshape(self.spec.input_shape, name="logits")(logits), name="decoder")
+        return encoder, decoder
+
+    def fit(self, x=None, y=None, epochs=1, **kwargs):
+        """Fit the principal directions on all of ``x`` (a dataset or an array), then one reporting pass."""
+        from sklearn.decomposition import PCA as SklearnPCA
+
+        images = _all_images(x)
+        if len(images) < self.spec.latent_dim:
+            raise ConfigError(f"PCA with {self.spec.latent_dim} components needs at least that many training "
+                              f"images, got {len(images)}")
+        pca = SklearnPCA(self.spec.latent_dim, random_state=self.seed).fit(images.reshape(len(images), -1))
+        components, mean = pca.components_.T.astype("float32"), pca.mean_.astype("float32")
+        self.encoder.get_layer("z").set_weights([components, -mean @ components])
+        self.decoder.get_layer("components").set_weights([components.T, mean])
+        log.info("PCA: %d components explain %.1f%% of the variance", self.spec.latent_dim,
+                 100 * float(pca.explained_variance_ratio_.sum()))
+        if epochs != 1:
+            log.info("PCA is fitted in closed form: one pass over the data instead of %d epochs", epochs)
+        return super().fit(x, y, epochs=1, **kwargs)
+
+    def train_step(self, data):
+        """No gradient step: the fit is closed-form; this only reports the training loss."""
+        return self.test_step(data)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _all_images(x) -> np.ndarray:
+    """The images of an array, or of a tf.data pipeline of ``images`` or ``(images, labels)`` batches."""
+    if isinstance(x, np.ndarray):
+        return x
+    return np.concatenate([np.asarray(batch[0] if isinstance(batch, tuple) else batch) for batch in x])

@@ -1,0 +1,166 @@
+"""Each metric on a case whose answer is known; the report, figures and comparison end to end."""
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from keras_ae import data, evaluate, latent, losses
+from keras_ae.errors import ConfigError
+from keras_ae.models import PCA
+
+rng = np.random.default_rng(0)
+
+
+class Identity:
+    """A stand-in model whose code is the image itself: a perfect reconstruction."""
+
+    num_classes = None
+    spec = SimpleNamespace(latent_dim=64)
+
+    def encode(self, x, labels=None):
+        return np.asarray(x).reshape(len(x), -1)
+
+    def decode(self, z, labels=None):
+        return np.asarray(z).reshape(len(z), 8, 8, 1)
+
+    def reconstruct(self, x, labels=None):
+        return np.asarray(x)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def pca(digits):
+    model = PCA(digits.image_shape, latent_dim=12)
+    model.compile(optimizer="adam")
+    model.fit(digits.pipeline("train", 256), verbose=0)
+    return model
+
+
+def test_a_perfect_reconstruction_has_infinite_psnr_reported_as_the_cap():
+    x = rng.random((5, 8, 8, 1)).astype("float32")
+    assert np.all(np.isinf(losses.psnr(x, x)))
+    metrics = evaluate.reconstruction_metrics(Identity(), x)
+    assert metrics["squared_error"] == 0.0 and metrics["mse"] == 0.0
+    assert metrics["psnr"] == evaluate.PSNR_CAP
+
+
+def test_auc_is_half_for_identical_scores_and_one_for_separated_scores():
+    scores = rng.random(200)
+    assert evaluate.roc_auc(scores, scores) == pytest.approx(0.5)
+    assert evaluate.roc_auc(scores, scores + 2.0) == 1.0
+
+
+def test_pca_codes_give_the_pca_probe_accuracy(digits, pca):
+    train_x, train_y = digits.arrays("train")
+    test_x, test_y = digits.arrays("test")
+    probe = evaluate.latent_probe(pca, train_x, train_y, test_x, test_y)
+    assert probe["codes"] == probe["pca_12"]
+    assert probe["pixels"]["logistic"] > 0.9  # digits are easy from pixels: the probe itself works
+
+
+def test_pca_encoder_jacobian_norm_is_the_square_root_of_its_rank(digits, pca):
+    x, _ = digits.arrays("test")
+    assert evaluate.jacobian_norm(pca, x[:20]) == pytest.approx(np.sqrt(12), rel=1e-4)
+
+
+def test_zero_fraction_and_denoising_gain_of_the_identity():
+    x = np.zeros((4, 8, 8, 1), "float32")
+    x[:, :2] = 0.5  # a quarter of the pixels are non-zero
+    assert evaluate.zero_fraction(Identity(), x) == 0.75
+    gain = evaluate.denoising_psnr(Identity(), x + 0.5, "mask", 0.3)
+    assert gain["gain"] == 0.0 and gain["corrupted"] < 20
+
+
+def test_compression_counts_bytes_and_loses_little_at_8_bits(digits):
+    x, _ = digits.arrays("test")
+    result = evaluate.compression(Identity(), x)
+    assert result["raw_bytes"] == 64
+    assert [result[k]["bytes"] for k in ("float32", "float16", "int8")] == [256, 128, 64]
+    assert result["float32"]["psnr"] == evaluate.PSNR_CAP
+    assert 40 < result["int8"]["psnr"] < result["float16"]["psnr"]
+
+
+def test_latent_operations():
+    a, b = np.array([0.0, 2.0]), np.array([4.0, -2.0])
+    line = latent.interpolate(a, b, 5)
+    np.testing.assert_allclose(line[[0, 2, 4]], [a, (a + b) / 2, b])
+    codes = np.array([[1.0, 0], [3.0, 0], [0.0, 5], [0.0, 7]])
+    s = latent.attribute_vector(codes, [True, True, False, False])
+    np.testing.assert_allclose(s, [2.0, -6.0])
+    np.testing.assert_allclose(latent.attribute_sweep(a, s, (-1, 0, 2))[[0, 2]], [a - s, a + 2 * s])
+    centre, directions, scales = latent.principal_plane(rng.normal(size=(500, 3)) * [5.0, 1.0, 0.1])
+    assert abs(directions[0, 0]) > 0.99 and scales[0] == pytest.approx(5.0, rel=0.1)
+    grid = latent.manifold_grid(5, np.zeros(2), np.eye(2), np.ones(2))
+    np.testing.assert_allclose(grid[12], [0.0, 0.0], atol=1e-6)  # the centre of a 5 x 5 grid
+    z = rng.normal(size=(100, 4)).astype("float32")
+    integers, low, step = latent.quantize(z)
+    assert integers.dtype == np.uint8 and np.all(np.abs(latent.dequantize(integers, low, step) - z) <= step / 2 + 1e-6)
+    with pytest.raises(ConfigError, match="size >= 2"):
+        latent.principal_plane(z[:, :1])
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval") / "vae"
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--model", "vae", "--dataset", "digits",
+                             "--latent-dim", "2", "--epochs", "15", "--run-dir", str(folder), "--verbose", "0"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_training_writes_the_report_with_every_vae_metric(vae_run):
+    report = json.loads((vae_run / "report.json").read_text())
+    metrics = report["metrics"]
+    assert metrics["vae"]["iwae"] >= metrics["vae"]["elbo"] - 0.5  # the bound is at least as tight (up to noise)
+    assert metrics["probe"]["pixels"]["logistic"] > 0.9
+    assert 0.5 < metrics["outlier_auc"]["noise"] <= 1.0
+    assert "## Figures" in (vae_run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["reconstructions", "samples", "manifold", "code_scatter", "interpolation",
+                                  "arithmetic", "training_curves"])
+def test_every_figure_is_a_picture_with_something_in_it(vae_run, name):
+    image = np.asarray(Image.open(vae_run / f"{name}.png").convert("L"), "float32")
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 10  # not blank
+
+
+def test_compare_makes_one_row_per_run(vae_run, tmp_path):
+    out = tmp_path / "table.md"
+    result = subprocess.run([sys.executable, "-m", "keras_ae.compare", str(vae_run), str(vae_run), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| vae | vae | mlp | 2 |")
+
+
+def test_unlabelled_data_skips_the_probe_and_says_so(tmp_path):
+    np.savez(tmp_path / "plain.npz", x=rng.integers(0, 255, (120, 8, 8), dtype=np.uint8))
+    folder = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--dataset", str(tmp_path / "plain.npz"),
+                             "--epochs", "1", "--batch-size", "16", "--latent-dim", "1", "--run-dir", str(folder),
+                             "--verbose", "0"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((folder / "report.json").read_text())
+    assert "probe" not in report["metrics"]
+    assert any("probe skipped" in note and "no labels" in note for note in report["notes"])
+    assert any("latent has size 1" in note for note in report["notes"])
+
+
+@pytest.mark.parametrize("module", ["keras_ae.evaluate", "keras_ae.compare"])
+def test_a_folder_without_a_model_or_report_is_a_clear_error(module, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"options": {"dataset": "digits"}}))
+    result = subprocess.run([sys.executable, "-m", module, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(tmp_path) in result.stderr
