@@ -1,0 +1,451 @@
+"""Export and serving end to end: every model of the zoo exported, reloaded without Keras, sampled.
+
+Tiny models on the bundled digits, trained once per module (one epoch); the exported artifacts are
+compared with the Keras model they came from, in a fresh process that cannot import Keras.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from keras_ae import data, export, generate, train
+
+LATENT = 8
+MODELS = {  # --model name -> extra train.py flags; "ae" keeps the default 512,256 widths (weights enough for int8)
+    "pca": [],
+    "ae": [],
+    "sparse": ["--widths", "64,32"],
+    "contractive": ["--widths", "64,32"],
+    "denoising": ["--widths", "64,32"],
+    "vae": ["--arch", "conv", "--widths", "8,16"],
+    "cvae": ["--widths", "64,32"],
+}
+CONDITIONAL = {"cvae"}
+TFLITE = [f"decoder{'' if v == 'float32' else '_' + v}.tflite" for v in generate.VARIANTS] + ["encoder.tflite"]
+
+# Runs first in the child process: `import keras`, keras_ae.models / train / data / export all fail there.
+BLOCK_MODEL_CODE = textwrap.dedent('''
+    import importlib.abc, importlib.machinery, sys
+
+    class Blocked(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        """A spec for every blocked name (TensorFlow's find_spec("keras") still answers), no module."""
+        blocked = ("keras_ae.models", "keras_ae.train", "keras_ae.data", "keras_ae.export")
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "keras" or name.startswith(self.blocked):
+                return importlib.machinery.ModuleSpec(name, self)
+            return None
+
+        def create_module(self, spec):
+            raise ImportError(f"{spec.name} is blocked in this client process")
+
+        def exec_module(self, module):
+            raise ImportError(f"{module.__name__} is blocked in this client process")
+
+    sys.meta_path.insert(0, Blocked())
+''')
+
+CLIENT = BLOCK_MODEL_CODE + textwrap.dedent('''
+    import json
+    import numpy as np
+    from keras_ae import generate
+
+    def psnr(images, reference):
+        return float(10 * np.log10(1.0 / np.mean((images - reference) ** 2)))
+
+    results = {}
+    for name, export_dir, reference in json.loads(sys.argv[1]):
+        ref = np.load(reference)
+        labels = ref["labels"] if "labels" in ref else None
+        figures = {}
+        for backend, variant in [("saved_model", "float32")] + [("tflite", v) for v in generate.VARIANTS]:
+            images = generate.load_decoder(export_dir, backend, variant)(ref["z"], labels)
+            figures[f"decoder {backend} {variant}"] = {"max_abs": float(np.abs(images - ref["images"]).max()),
+                                                       "psnr_db": psnr(images, ref["images"])}
+        for backend in generate.BACKENDS:
+            heads = generate.load_encoder(export_dir, backend)(ref["x"], labels)
+            errors = [float(np.abs(heads[h] - ref[f"head_{h}"]).max()) for h in heads]
+            figures[f"encoder {backend}"] = {"max_abs": max(errors)}
+        results[name] = figures
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] == "keras" or m.startswith(Blocked.blocked))
+    print(json.dumps({"loaded": loaded, "results": results}))
+''')
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for name, flags in MODELS.items():
+        args = train.build_parser().parse_args(
+            ["--model", name, *flags, "--dataset", "digits", "--epochs", "1", "--batch-size", "64",
+             "--latent-dim", str(LATENT), "--run-dir", str(root / name), "--verbose", "0", "--no-evaluate"])
+        train.run(args)
+    return {name: root / name for name in MODELS}
+
+
+@pytest.fixture(scope="module")
+def exports(runs):
+    return {name: export.export_run(run_dir) for name, run_dir in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    return data.load("digits", seed=0).arrays("test")
+
+
+def metadata_of(export_dir) -> dict:
+    return json.loads((Path(export_dir) / "metadata.json").read_text())
+
+
+def labels_for(name, count):
+    return (np.arange(count) % 10).astype(np.int32) if name in CONDITIONAL else None
+
+
+# ---------------------------------------------------------------- the export layout
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_exports_a_complete_verified_layout(name, runs, exports):
+    export_dir = exports[name]
+    assert export_dir == runs[name] / "export" / name
+    for network in ("encoder", "decoder"):
+        assert (export_dir / network / "1" / "saved_model.pb").is_file()
+        assert any((export_dir / network / "1" / "variables").glob("variables.data-*"))
+    for file in TFLITE:
+        assert (export_dir / file).stat().st_size > 0, file
+    assert not list(export_dir.glob(".tmp-*"))
+
+    metadata = metadata_of(export_dir)
+    assert set(metadata["artifacts"]) == {"encoder/1", "decoder/1", *TFLITE}
+    for rel, entry in metadata["artifacts"].items():
+        assert generate.describe_artifact(export_dir / rel)["sha256"] == entry["sha256"], rel
+    decoder, encoder = metadata["signatures"]["decoder"], metadata["signatures"]["encoder"]
+    label = {"label": {"dtype": "int32", "shape": [-1]}} if name in CONDITIONAL else {}
+    assert decoder["inputs"] == {"z": {"dtype": "float32", "shape": [-1, LATENT]}, **label}
+    assert decoder["outputs"] == {"images": {"dtype": "float32", "shape": [-1, 8, 8, 1]}}
+    assert encoder["inputs"] == {"images": {"dtype": "float32", "shape": [-1, 8, 8, 1]}, **label}
+    vae = name in ("vae", "cvae")
+    assert set(encoder["outputs"]) == ({"z_mean", "z_log_var"} if vae else {"z"})
+    assert metadata["sampling"]["prior"] == ("normal" if vae else "empirical_gaussian")
+    assert metadata["num_classes"] == (10 if name in CONDITIONAL else None)
+    assert metadata["model"] == name and metadata["latent_dim"] == LATENT and metadata["pixel_range"] == [0.0, 1.0]
+    assert metadata["metrics"]["test"]["squared_error"] > 0
+    assert set(metadata["versions"]) >= {"tensorflow", "keras", "keras_ae", "numpy"}
+
+
+def test_a_plain_autoencoder_samples_the_gaussian_of_its_training_codes(runs, exports):
+    model = keras.models.load_model(runs["ae"] / "model.keras")
+    x, _ = data.load("digits", seed=0).arrays("train")
+    codes = np.asarray(model.encode(x), np.float64)
+    sampling = metadata_of(exports["ae"])["sampling"]
+    np.testing.assert_allclose(sampling["mean"], codes.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(sampling["covariance"], np.cov(codes, rowvar=False), atol=1e-4)
+
+    samples = generate.sample_codes(metadata_of(exports["ae"]), 20000, seed=1)
+    assert samples.dtype == np.float32 and samples.shape == (20000, LATENT)
+    scale = codes.std(axis=0).max()
+    np.testing.assert_allclose(samples.mean(axis=0), codes.mean(axis=0), atol=0.05 * scale)
+
+
+def test_vae_codes_come_from_the_prior_and_the_seed(exports):
+    metadata = metadata_of(exports["vae"])
+    first, again, other = (generate.sample_codes(metadata, 4000, seed) for seed in (3, 3, 4))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert abs(first.mean()) < 0.05 and abs(first.std() - 1) < 0.05
+
+
+# ---------------------------------------------------------------- generating images
+
+
+@pytest.mark.parametrize("backend", generate.BACKENDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_generates_a_png(name, backend, exports, tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    variant = ["--variant", "int8"] if backend == "tflite" else []
+    label = ["--label", "3"] if name in CONDITIONAL and backend == "tflite" else []
+    assert generate.main([str(exports[name]), "--num", "16", "--backend", backend, *variant, *label,
+                          "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.strip() == str(out)
+
+
+def test_given_codes_and_an_interpolation_are_decoded(exports, tmp_path):
+    codes = tmp_path / "codes.npy"
+    np.save(codes, np.random.default_rng(0).standard_normal((5, LATENT)).astype(np.float32))
+    np.save(tmp_path / "a.npy", np.full(LATENT, -2.0))
+    np.save(tmp_path / "b.npy", np.full((1, LATENT), 2.0))
+    assert generate.main([str(exports["vae"]), "--codes", str(codes), "--out", str(tmp_path / "c.png")]) == 0
+    assert generate.main([str(exports["vae"]), "--interpolate", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                          "--steps", "4", "--backend", "tflite", "--out", str(tmp_path / "i.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "i.png").stat().st_size > 0
+    line = generate.interpolate(np.zeros(LATENT), np.ones(LATENT), 5)
+    np.testing.assert_allclose(line[:, 0], [0, 0.25, 0.5, 0.75, 1])
+
+
+# ---------------------------------------------------------------- fidelity, in a process without Keras
+
+
+def test_a_fresh_process_without_keras_reproduces_the_keras_model(runs, exports, test_images, tmp_path):
+    x, y = test_images
+    cases = []
+    for name in MODELS:
+        model = keras.models.load_model(runs[name] / "model.keras")
+        labels = None if name not in CONDITIONAL else y[:64].astype(np.int32)
+        z = np.random.default_rng(0).standard_normal((64, LATENT)).astype(np.float32)
+        reference = {"z": z, "images": np.asarray(model.decode(z, labels)), "x": x[:64],
+                     **{f"head_{head}": np.asarray(v)
+                        for head, v in model.encoder(model.conditioned(x[:64], labels)).items()}}
+        if labels is not None:
+            reference["labels"] = labels
+        np.savez(tmp_path / f"{name}.npz", **reference)
+        cases.append((name, str(exports[name]), str(tmp_path / f"{name}.npz")))
+
+    child = subprocess.run([sys.executable, "-c", CLIENT, json.dumps(cases)], capture_output=True, text=True,
+                           timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == []
+    for name, figures in report["results"].items():
+        sizes = {f: (exports[name] / f).stat().st_size for f in TFLITE}
+        print(f"\n{name}: " + ", ".join(f"{k} max|d| {v['max_abs']:.2e}" + (f" psnr {v['psnr_db']:.1f} dB"
+                                                                           if "psnr_db" in v else "")
+                                        for k, v in figures.items()))
+        print(f"{name}: sizes vs float32 " + ", ".join(f"{f} {sizes[f] / sizes['decoder.tflite']:.2f}"
+                                                         for f in TFLITE[1:4]))
+        assert figures["decoder saved_model float32"]["max_abs"] <= 1e-5
+        assert figures["encoder saved_model"]["max_abs"] <= 1e-5
+        assert figures["decoder tflite float32"]["max_abs"] <= 1e-4
+        assert figures["encoder tflite"]["max_abs"] <= 1e-4
+        assert figures["decoder tflite float16"]["max_abs"] <= 1e-2
+        for variant in ("dynamic_int8", "int8"):
+            assert figures[f"decoder tflite {variant}"]["psnr_db"] > 15, (name, variant)
+        if name == "ae":  # 170k decoder weights: int8 storage must show
+            for file in ("decoder_dynamic_int8.tflite", "decoder_int8.tflite"):
+                assert sizes[file] < 0.5 * sizes["decoder.tflite"], file
+            assert sizes["decoder_float16.tflite"] < 0.6 * sizes["decoder.tflite"]
+
+
+# ---------------------------------------------------------------- serving contracts
+
+
+def test_saved_model_cli_lists_the_named_signature(exports):
+    result = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
+                             str(exports["cvae"] / "decoder" / "1"), "--all"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    signature = out[out.index("signature_def['serving_default']"):]
+    for expected in ("inputs['z'] tensor_info:", "dtype: DT_FLOAT", f"shape: (-1, {LATENT})",
+                     "name: serving_default_z:0", "inputs['label'] tensor_info:", "dtype: DT_INT32", "shape: (-1)",
+                     "name: serving_default_label:0", "outputs['images'] tensor_info:", "shape: (-1, 8, 8, 1)",
+                     "Method name is: tensorflow/serving/predict"):
+        assert expected in signature, expected
+
+
+@pytest.mark.parametrize("name", ["vae", "cvae"])
+@pytest.mark.parametrize("variant", generate.VARIANTS)
+def test_tflite_decoders_resize_to_batches_of_1_and_64(name, variant, exports):
+    file = "decoder.tflite" if variant == "float32" else f"decoder_{variant}.tflite"
+    interpreter = Interpreter(model_path=str(exports[name] / file))  # a Flex op would fail here or at invoke
+    inputs = interpreter.get_signature_runner(generate.SIGNATURE).get_input_details()
+    output = interpreter.get_signature_runner(generate.SIGNATURE).get_output_details()["images"]
+    for batch in (1, 64):
+        interpreter.resize_tensor_input(inputs["z"]["index"], [batch, LATENT])
+        if "label" in inputs:
+            interpreter.resize_tensor_input(inputs["label"]["index"], [batch])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inputs["z"]["index"], np.random.default_rng(batch).standard_normal(
+            (batch, LATENT)).astype(np.float32))
+        if "label" in inputs:
+            interpreter.set_tensor(inputs["label"]["index"], np.arange(batch, dtype=np.int32) % 10)
+        interpreter.invoke()
+        images = interpreter.get_tensor(output["index"])
+        assert images.shape == (batch, 8, 8, 1) and images.dtype == np.float32
+        assert images.min() >= 0 and images.max() <= 1
+
+
+def test_saved_model_signatures_reject_invalid_inputs(exports):
+    decoder = tf.saved_model.load(str(exports["cvae"] / "decoder" / "1"))
+    serve = decoder.signatures["serving_default"]
+    z, label = tf.zeros((2, LATENT)), tf.constant([1, 2])
+    assert serve(z=z, label=label)["images"].shape == (2, 8, 8, 1)
+    for inputs, message in [({"z": tf.fill((2, LATENT), np.nan), "label": label}, "z must hold finite numbers"),
+                            ({"z": z, "label": tf.constant([1, 10])}, r"label must be a class id in \[0, 9\]"),
+                            ({"z": z, "label": tf.constant([-1, 0])}, r"label must be a class id in \[0, 9\]"),
+                            ({"z": z, "label": tf.constant([1])}, "label needs one entry per row of z")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            serve(**inputs)
+    encoder = tf.saved_model.load(str(exports["vae"] / "encoder" / "1"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must hold pixels in \[0, 1\]"):
+        encoder.signatures["serving_default"](images=tf.fill((1, 8, 8, 1), 255.0))
+
+
+# ---------------------------------------------------------------- client input checks
+
+
+@pytest.mark.parametrize("name, z, labels, message", [
+    ("vae", np.zeros((2, 5), np.float32), None, r"codes z must have shape \[N, 8\] with N >= 1, got \[2, 5\]"),
+    ("vae", np.zeros(LATENT), None, r"must have shape \[N, 8\]"),
+    ("vae", np.full((2, LATENT), "a"), None, "must be real numbers"),
+    ("vae", np.full((2, LATENT), np.nan), None, "must be finite: 16 NaN or infinite"),
+    ("vae", np.zeros((2, LATENT)), np.array([1, 2]), "is not conditional"),
+    ("cvae", np.zeros((2, LATENT)), None, r"conditional on 10 classes: give one label in \[0, 9\]"),
+    ("cvae", np.zeros((2, LATENT)), np.array([0, 10]), r"labels must be in \[0, 9\]"),
+    ("cvae", np.zeros((2, LATENT)), np.array([0.0, 1.0]), "labels must be integers"),
+    ("cvae", np.zeros((2, LATENT)), np.array([0, 1, 2]), r"labels must have shape \[2\]"),
+])
+def test_the_decoder_client_rejects_bad_codes_and_labels(name, z, labels, message, exports):
+    decode = generate.load_decoder(exports[name], "tflite")
+    with pytest.raises(generate.ClientError, match=message):
+        decode(z, labels)
+
+
+def test_the_encoder_client_rejects_bad_images(exports):
+    encode = generate.load_encoder(exports["vae"], "saved_model")
+    with pytest.raises(generate.ClientError, match=r"images must have shape \[N, 8, 8, 1\] .*got \[2, 28, 28, 1\]"):
+        encode(np.zeros((2, 28, 28, 1), np.float32))
+    with pytest.raises(generate.ClientError, match=r"must lie in \[0.0, 1.0\]"):
+        encode(np.full((2, 8, 8, 1), 255.0))
+
+
+def run_cli(main, argv, capsys) -> str:
+    """stderr of a CLI that must fail with exit code 2 and one ``error:`` line."""
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_generate_cli_reports_bad_requests_in_one_line(exports, tmp_path, capsys):
+    np.save(tmp_path / "short.npy", np.zeros((3, LATENT - 1), np.float32))
+    out = ["--out", tmp_path / "x.png"]
+    assert "not conditional" in run_cli(generate.main, [exports["vae"], "--label", "3", *out], capsys)
+    assert "got [3, 7]" in run_cli(generate.main, [exports["vae"], "--codes", tmp_path / "short.npy", *out], capsys)
+    assert "cannot read codes" in run_cli(generate.main, [exports["vae"], "--codes", tmp_path / "no.npy", *out],
+                                          capsys)
+    assert r"in [0, 9]" in run_cli(generate.main, [exports["cvae"], "--label", "12", *out], capsys)
+    assert "metadata.json not found" in run_cli(generate.main, [tmp_path, *out], capsys)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_corrupt_metadata_and_changed_artifacts_are_refused(exports, tmp_path, capsys):
+    copy = shutil.copytree(exports["vae"], tmp_path / "vae")
+    tampered = bytearray((copy / "decoder_int8.tflite").read_bytes())
+    tampered[-1] ^= 0xFF
+    (copy / "decoder_int8.tflite").write_bytes(bytes(tampered))
+    with pytest.raises(generate.ClientError, match="decoder_int8.tflite: sha256 mismatch"):
+        generate.load_decoder(copy, "tflite", "int8")
+    generate.load_decoder(copy, "tflite", "float16")  # the untouched files still load
+    variables = next((copy / "decoder" / "1" / "variables").glob("variables.data-*"))
+    variables.write_bytes(variables.read_bytes()[:-4] + b"\0\0\0\0")
+    assert "sha256 mismatch" in run_cli(generate.main, [copy, "--out", tmp_path / "x.png"], capsys)
+
+    (copy / "metadata.json").write_text("{not json")
+    assert "metadata.json is corrupt" in run_cli(generate.main, [copy, "--backend", "tflite"], capsys)
+    (copy / "metadata.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(generate.ClientError, match="format_version 99, this client reads 1"):
+        generate.read_metadata(copy)
+
+
+# ---------------------------------------------------------------- export errors and atomicity
+
+
+def run_copy(run_dir, tmp_path) -> Path:
+    return shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("export", "logs"))
+
+
+def test_a_run_without_a_model_is_refused(runs, tmp_path, capsys):
+    run_dir = run_copy(runs["sparse"], tmp_path)
+    (run_dir / "model.keras").unlink()
+    with pytest.raises(export.ExportError, match=r"model\.keras: no trained model"):
+        export.export_run(run_dir)
+    assert "model.keras: no trained model" in run_cli(export.main, [run_dir], capsys)
+    assert not (run_dir / "export").exists()
+
+
+@pytest.mark.parametrize("config, message", [
+    (None, r"config\.json: not found"),
+    ("{oops", r"config\.json: unreadable"),
+    ("[1, 2]", r"config\.json: not a keras_ae run config"),
+    ({"options": {}}, r"config\.json is corrupt: it lacks model_class, data, versions"),
+])
+def test_a_missing_or_corrupt_config_is_refused(config, message, runs, tmp_path):
+    run_dir = run_copy(runs["sparse"], tmp_path)
+    if config is None:
+        (run_dir / "config.json").unlink()
+    else:
+        (run_dir / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    with pytest.raises(export.ExportError, match=message):
+        export.export_run(run_dir)
+
+
+def test_a_run_of_another_major_version_is_refused(runs, tmp_path, capsys):
+    run_dir = run_copy(runs["sparse"], tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["versions"]["keras_ae"] = "7.0.0"
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert "says keras_ae 7.0.0" in run_cli(export.main, [run_dir], capsys)
+
+
+def test_only_plain_autoencoders_need_their_training_data_back(runs, tmp_path):
+    for name in ("sparse", "vae"):
+        run_dir = shutil.copytree(runs[name], tmp_path / name, ignore=shutil.ignore_patterns("export", "logs"))
+        config = json.loads((run_dir / "config.json").read_text())
+        config["options"].update(dataset="no_such_dataset", no_download=True)
+        (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(export.ExportError, match="cannot reload the training split .*unknown dataset 'no_such"):
+        export.export_run(tmp_path / "sparse")
+    assert not (tmp_path / "sparse" / "export").exists()
+    assert metadata_of(export.export_run(tmp_path / "vae", quantize=False))["sampling"]["prior"] == "normal"
+
+
+def test_an_existing_version_is_never_overwritten(runs, exports, capsys):
+    before = {rel: generate.describe_artifact(exports["vae"] / rel)["sha256"] for rel in ("decoder/1", "encoder/1")}
+    metadata = (exports["vae"] / "metadata.json").read_text()
+    with pytest.raises(export.ExportError, match=r"encoder/1 already exists .*--version 2"):
+        export.export_run(runs["vae"])
+    assert "--version 2" in run_cli(export.main, [runs["vae"], "--version", "1"], capsys)
+    assert {rel: generate.describe_artifact(exports["vae"] / rel)["sha256"] for rel in before} == before
+    assert (exports["vae"] / "metadata.json").read_text() == metadata
+
+
+def test_an_interrupted_export_leaves_no_version_behind(runs, exports, monkeypatch):
+    convert = export._tflite
+
+    def crash_at_the_last_conversion(module, function, variant, calibration):  # after both SavedModels
+        if variant == "int8":
+            raise RuntimeError("converter crashed")
+        return convert(module, function, variant, calibration)
+
+    metadata = (exports["sparse"] / "metadata.json").read_text()
+    monkeypatch.setattr(export, "_tflite", crash_at_the_last_conversion)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export.export_run(runs["sparse"], version=2)
+    assert not (exports["sparse"] / "encoder" / "2").exists() and not (exports["sparse"] / "decoder" / "2").exists()
+    assert not list(exports["sparse"].glob(".tmp-*"))
+    assert (exports["sparse"] / "metadata.json").read_text() == metadata
+
+
+def test_a_new_version_is_added_beside_the_old_one(runs, exports, tmp_path, capsys):
+    root = tmp_path / "root"
+    shutil.copytree(exports["sparse"], root / "digits-sparse")
+    assert export.main([str(runs["sparse"]), "--out", str(root), "--name", "digits-sparse", "--version", "2",
+                        "--no-quantize"]) == 0
+    export_dir = root / "digits-sparse"
+    assert capsys.readouterr().out.strip() == str(export_dir)
+    assert (export_dir / "decoder" / "1").is_dir() and (export_dir / "decoder" / "2" / "saved_model.pb").is_file()
+    metadata = metadata_of(export_dir)
+    assert metadata["version"] == 2 and {"decoder/2", "encoder/2", "decoder.tflite"} <= set(metadata["artifacts"])
+    assert "decoder_int8.tflite" not in metadata["artifacts"]
+    images = generate.load_decoder(export_dir)(generate.sample_codes(metadata, 3))
+    assert images.shape == (3, 8, 8, 1)
