@@ -16,13 +16,14 @@ os.umask(_UMASK)
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success rename it over ``path`` in one step.
 
-    The temporary file keeps the target's suffix (Keras and matplotlib choose the format by it)
-    and lives in the same folder, so the final ``os.replace`` is atomic. On error it is removed and
-    ``path`` is untouched.
+    The temporary file keeps the target's suffixes (Keras and matplotlib choose the format by them,
+    e.g. ``.weights.h5``) and lives in the same folder, so the final ``os.replace`` is atomic. On
+    error it is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:len(path.name) - len(suffix)]}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file the usual permissions
     try:

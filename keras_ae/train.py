@@ -10,6 +10,7 @@ training, validation and test metrics) and ``reconstructions.png``.
 from __future__ import annotations
 
 import argparse
+import csv
 import inspect
 import logging
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from keras_ae.errors import ConfigError, KerasAEError
 
 log = logging.getLogger("keras_ae")
-CHECKPOINT = "checkpoint.keras"  # the last epoch with a finite loss, kept while training runs
+BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
 
 # Flags that only some models take (default None); the rest are taken by every model.
 MODEL_OPTIONS = ("reconstruction", "output_std", "penalty_weight", "sparsity", "target_rate", "jacobian",
@@ -158,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "the best weights (0: off)")
     train.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation")
 
+    from keras_ae.distribute import STRATEGIES
+
+    where = parser.add_argument_group("devices and distribution")
+    where.add_argument("--strategy", default="default", choices=STRATEGIES,
+                       help="default: one device (the GPU if any); mirrored: all GPUs (or --cpu-devices) of this "
+                            "machine; multi_worker: the machines listed in $TF_CONFIG")
+    where.add_argument("--cpu-devices", type=_positive_int, default=None, metavar="N",
+                       help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
+    where.add_argument("--worker-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="multi_worker: how long to wait for the other workers before giving up")
+    where.add_argument("--mixed-precision", action="store_true",
+                       help="mixed_float16 on a GPU (loss scaling included); without a GPU: a warning, then float32")
+    where.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
+
     out = parser.add_argument_group("output")
     out.add_argument("--run-dir", default=None,
                      help="run folder (default: runs/<model>-<arch>-<dataset>)")
@@ -192,19 +207,33 @@ def _dataset_slug(dataset: str) -> str:
 
 
 def run(args: argparse.Namespace) -> Path:
-    """Train as the flags say; return the run folder."""
+    """Train as the flags say; return the run folder.
+
+    A run folder that holds a backup but no final model is resumed from its last good epoch.
+    """
     import keras
 
     from keras_ae import data as data_lib
+    from keras_ae import distribute
+    from keras_ae.callbacks import Backup
     from keras_ae.io import atomic_path
     from keras_ae.models import model_class
 
     model_cls = model_class(args.model)
     if args.learning_rate <= 0:
         raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.cpu_devices:
+        distribute.split_cpu(args.cpu_devices)
     run_dir = Path(args.run_dir or Path("runs") / f"{args.model}-{args.arch}-{_dataset_slug(args.dataset)}")
+    if args.strategy == "multi_worker":
+        tf_config = distribute.read_tf_config(os.environ.get("TF_CONFIG"))
+        if not distribute.is_chief(tf_config):  # every worker trains; each writes its own folder
+            run_dir = run_dir / f"{tf_config['task']['type']}-{tf_config['task']['index']}"
     if (run_dir / "model.keras").exists() and not args.overwrite:
         raise ConfigError(f"{run_dir} already holds a trained model; pass --overwrite or another --run-dir")
+    backup = Backup(run_dir / BACKUP)
+    if args.overwrite:
+        backup.remove()
 
     keras.utils.set_random_seed(args.seed)
     splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
@@ -216,21 +245,28 @@ def run(args: argparse.Namespace) -> Path:
             raise ConfigError(f"--model {args.model} needs labels, and dataset {args.dataset!r} ({splits.source}) "
                               "has none; use a labelled dataset (e.g. class sub-folders)")
         kwargs["num_classes"] = splits.num_classes
-    model = model_cls(**kwargs)
-    model.check_batch_size(args.batch_size)
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    _write_config(run_dir, args, model, splits)
+    if args.mixed_precision:
+        distribute.use_mixed_precision()
+    strategy = distribute.make_strategy(args.strategy, args.worker_timeout)
+    with strategy.scope():
+        model = model_cls(**kwargs)
+        model.check_batch_size(args.batch_size)
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit_compile)
+        initial_epoch = backup.restore(model)
+    if initial_epoch:
+        log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, args.epochs)
+    _write_config(run_dir, args, model, splits, strategy)
 
-    history = _fit(model, splits, args, run_dir)
+    _fit(model, splits, args, run_dir, backup, initial_epoch)
     with atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the final model supersedes it
-    _report(model, splits, args, run_dir, history)
+    backup.remove()  # the final model supersedes it
+    _report(model, splits, args, run_dir)
     log.info("run folder: %s", run_dir)
     return run_dir
 
 
-def _write_config(run_dir: Path, args, model, splits) -> None:
+def _write_config(run_dir: Path, args, model, splits, strategy) -> None:
     import keras
     import numpy as np
     import tensorflow as tf
@@ -238,8 +274,9 @@ def _write_config(run_dir: Path, args, model, splits) -> None:
     from keras_ae.io import write_json
 
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")]
-    log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s", splits.name, splits.source,
-             len(splits.train), len(splits.validation), len(splits.test), splits.image_shape, ", ".join(devices))
+    log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s; %d replica(s)", splits.name,
+             splits.source, len(splits.train), len(splits.validation), len(splits.test), splits.image_shape,
+             ", ".join(devices), strategy.num_replicas_in_sync)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {
         "options": vars(args), "model_config": model.get_config(), "model_class": type(model).__name__,
@@ -251,16 +288,17 @@ def _write_config(run_dir: Path, args, model, splits) -> None:
     })
 
 
-def _fit(model, splits, args, run_dir: Path):
-    """Fit with validation each epoch; stop with a clear error (keeping the last good model) on a non-finite loss."""
+def _fit(model, splits, args, run_dir: Path, backup, initial_epoch: int) -> None:
+    """Fit from ``initial_epoch`` with validation each epoch, backing up every good epoch; stop with a
+    clear error (the last good epoch kept in the backup) when the loss turns non-finite."""
     import keras
     import numpy as np
 
-    from keras_ae.callbacks import LastGoodCheckpoint
-
+    if initial_epoch >= args.epochs:
+        return
     validation = splits.pipeline("validation", args.batch_size) if len(splits.validation) else None
-    checkpoint = LastGoodCheckpoint(run_dir / CHECKPOINT)
-    callbacks = [keras.callbacks.TerminateOnNaN(), checkpoint, keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    callbacks = [keras.callbacks.TerminateOnNaN(), backup,
+                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
                  keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
     if args.early_stopping:
         if validation is None:
@@ -268,18 +306,17 @@ def _fit(model, splits, args, run_dir: Path):
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
                                                        restore_best_weights=True))
     history = model.fit(splits.pipeline("train", args.batch_size, seed=args.seed), validation_data=validation,
-                        epochs=args.epochs, callbacks=callbacks,
+                        epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                         verbose="auto" if args.verbose is None else args.verbose)
     losses = history.history.get("loss", [])
     if not np.all(np.isfinite(losses)):
-        kept = (f"the last good model (epoch {checkpoint.epoch}) is in {run_dir / CHECKPOINT}"
-                if checkpoint.epoch else "no epoch finished cleanly, so no model was kept")
-        raise KerasAEError(f"training stopped: the loss became non-finite in epoch {len(losses)}; {kept}; "
-                           "try a lower --learning-rate")
-    return history
+        kept = (f"the last good model (epoch {backup.epoch}) is in {backup.checkpoint}"
+                if backup.epoch else "no epoch finished cleanly, so no model was kept")
+        raise KerasAEError(f"training stopped: the loss became non-finite in epoch {initial_epoch + len(losses)}; "
+                           f"{kept}; try a lower --learning-rate")
 
 
-def _report(model, splits, args, run_dir: Path, history) -> None:
+def _report(model, splits, args, run_dir: Path) -> None:
     """Test metrics in results.json; then the full evaluation report and figures (or, with --no-evaluate,
     only the reconstruction, code and sample figures)."""
     from keras_ae import evaluate, figures
@@ -289,9 +326,11 @@ def _report(model, splits, args, run_dir: Path, history) -> None:
     test_x, test_y = splits.arrays("test")
     test_metrics = model.evaluate(splits.pipeline("test", args.batch_size), verbose=0, return_dict=True)
     test_metrics.update(evaluate.reconstruction_metrics(model, test_x, test_y))
+    with (run_dir / "history.csv").open() as f:
+        epochs = list(csv.DictReader(f))
     write_json(run_dir / "results.json", {
-        "epochs_run": len(history.history["loss"]),
-        "final": {k: float(v[-1]) for k, v in history.history.items()},
+        "epochs_run": len(epochs),
+        "final": {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {},
         "test": {k: float(v) for k, v in test_metrics.items()},
     })
     log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))

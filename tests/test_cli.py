@@ -111,7 +111,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_epoch(tmp_
     with pytest.raises(KerasAEError, match=r"non-finite in epoch 2; the last good model \(epoch 1\)"):
         run(args)
     assert not (tmp_path / "run" / "model.keras").exists()
-    kept = keras.models.load_model(tmp_path / "run" / "checkpoint.keras")
+    kept = keras.models.load_model(tmp_path / "run" / "backup" / "epoch-0001.keras")
     assert np.all(np.isfinite(kept.get_weights()[0]))
 
 

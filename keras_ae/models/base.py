@@ -35,14 +35,18 @@ def non_negative(option: str, value) -> float:
     return number
 
 
-def _per_replica(loss):
-    """Scale a replica's batch-mean loss so that summing gradients over replicas averages them.
+def _share_of_global_batch(loss, batch_size):
+    """This replica's batch-mean ``loss`` weighted by its share of the global batch.
 
-    Keras (TensorFlow backend) all-reduces gradients with a sum; dividing by the number of replicas
-    makes the update that of the mean over the global batch, as with one device.
+    Keras (TensorFlow backend) sums gradients over replicas; weighting each replica's mean by
+    local / global batch size makes the sum the gradient of the global-batch mean, as on one device,
+    also when the last batch splits unevenly across replicas.
     """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss / replicas if replicas > 1 else loss
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return loss
+    local = ops.cast(batch_size, loss.dtype)
+    return loss * local / context.all_reduce(tf.distribute.ReduceOp.SUM, local)
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -113,10 +117,16 @@ class Autoencoder(keras.Model):
 
     def encode(self, x, labels=None, training=False):
         """Images -> code z (deterministic: a VAE returns its posterior mean)."""
-        return self.encoder(self.conditioned(x, labels), training=training)[self.heads[0]]
+        return self.encode_heads(x, labels, training)[self.heads[0]]
+
+    def encode_heads(self, x, labels=None, training=False) -> dict:
+        """Every head of the encoder, in float32 whatever the compute precision (mixed precision)."""
+        heads = self.encoder(self.conditioned(x, labels), training=training)
+        return {name: ops.cast(value, "float32") for name, value in heads.items()}
 
     def decode_logits(self, z, labels=None, training=False):
-        return self.decoder(self.conditioned(z, labels), training=training)
+        """Decoder logits in float32 (losses are computed in float32 under mixed precision)."""
+        return ops.cast(self.decoder(self.conditioned(z, labels), training=training), "float32")
 
     def decode(self, z, labels=None, training=False):
         """Code z -> images in [0, 1]."""
@@ -162,20 +172,38 @@ class Autoencoder(keras.Model):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             terms = self.compute_losses(x, y, training=True)
-            loss = self.optimizer.scale_loss(_per_replica(terms["loss"]))
+            loss = self.optimizer.scale_loss(_share_of_global_batch(terms["loss"], ops.shape(x)[0]))
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._track(terms, x)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build only the optimizer, in the strategy's scope.
+
+        Keras's own version (TensorFlow trainer) draws one batch from the training iterator when a
+        distribution strategy is set, to trace the model: that shifts the seeded shuffle by one
+        epoch (so a mirrored run would see other batches than a single-device one) and fails under
+        MultiWorkerMirroredStrategy. Our networks and metrics are built at construction, so only the
+        optimizer's variables remain to be created.
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._track(self.compute_losses(x, y, training=False), x)
 
     def _track(self, terms, x):
+        """Update the per-epoch means (summed across replicas by Keras) and return them for the progress bar."""
         batch = ops.cast(ops.shape(x)[0], "float32")
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name], sample_weight=batch)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 reduces step outputs of multi-worker training along axis 0, which scalars lack.
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
     @property
     def metrics(self):

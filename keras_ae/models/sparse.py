@@ -67,6 +67,7 @@ class SparseAutoencoder(Autoencoder):
     def compute_losses(self, x, y=None, training=False):
         z, *encoder_hidden = self._encoder_taps(self.conditioned(x, y), training=training)
         logits, *decoder_hidden = self._decoder_taps(self.conditioned(z, y), training=training)
+        z, logits = ops.cast(z, "float32"), ops.cast(logits, "float32")  # losses in float32 (mixed precision)
         reconstruction = ops.mean(self.reconstruction_error(x, logits))
         if self.sparsity == "latent":
             penalty = ops.mean(_l1_per_example([z]))

@@ -74,7 +74,7 @@ class VAE(Autoencoder):
     # ---- the probabilistic contract ------------------------------------------------------------
     def posterior(self, x, labels=None, training=False):
         """Mean and log-variance of q(z|x)."""
-        heads = self.encoder(self.conditioned(x, labels), training=training)
+        heads = self.encode_heads(x, labels, training)
         return heads["z_mean"], heads["z_log_var"]
 
     def sample(self, num: int, labels=None, seed=None):

@@ -1,0 +1,140 @@
+"""Where training runs: TensorFlow's own distribution strategies, mixed precision and XLA options.
+
+- ``default``: one device, the GPU when there is one, else the CPU.
+- ``mirrored``: ``tf.distribute.MirroredStrategy`` over every GPU of this machine (or every logical
+  CPU device, see ``--cpu-devices``), synchronous data parallelism.
+- ``multi_worker``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the machines that
+  ``TF_CONFIG`` lists; waiting for the other workers is bounded by ``worker_timeout`` seconds
+  (:func:`wait_for_workers`).
+
+The models' ``train_step`` scales each replica's batch-mean loss so that the summed gradients are the
+global-batch mean, and their metrics are summed across replicas (see ``keras_ae.models.base``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+
+from keras_ae.errors import ConfigError
+
+log = logging.getLogger("keras_ae")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def split_cpu(devices: int) -> None:
+    """Split the CPU into ``devices`` logical devices (before TensorFlow first uses it), to run the
+    mirrored strategy without GPUs."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:
+        raise ConfigError("--cpu-devices must be set before TensorFlow starts; it cannot change in a "
+                          "running process") from None
+
+
+def read_tf_config(text: str | None) -> dict:
+    """The ``TF_CONFIG`` of a multi-worker run, checked: a cluster of host:port workers and this task."""
+    if not text:
+        raise ConfigError("--strategy multi_worker needs TF_CONFIG, e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
+                          "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}'")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({error})") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ConfigError("TF_CONFIG needs a 'cluster' object and a 'task' object")
+    for role, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(_is_address(a) for a in addresses):
+            raise ConfigError(f"TF_CONFIG cluster.{role} must be a list of 'host:port' strings, got {addresses!r}")
+    role, index = task.get("type"), task.get("index")
+    if role not in cluster:
+        raise ConfigError(f"TF_CONFIG task.type {role!r} is not a role of the cluster ({', '.join(cluster)})")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
+        raise ConfigError(f"TF_CONFIG task.index must be an integer in [0, {len(cluster[role]) - 1}] for "
+                          f"{role!r}, got {index!r}")
+    return config
+
+
+def _is_address(text) -> bool:
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def is_chief(config: dict) -> bool:
+    """Whether this task writes the run folder itself (the chief, or worker 0 when there is no chief)."""
+    task, cluster = config["task"], config["cluster"]
+    return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0 and "chief" not in cluster)
+
+
+def make_strategy(name: str, worker_timeout: float = 60.0):
+    """The ``tf.distribute`` strategy called ``name`` (see the module docstring)."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    config = read_tf_config(os.environ.get("TF_CONFIG"))
+    log.info("multi-worker: task %s of %s, waiting up to %g s for the cluster", config["task"],
+             config["cluster"], worker_timeout)
+    wait_for_workers(config, worker_timeout)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def wait_for_workers(config: dict, seconds: float) -> None:
+    """Return once every other task of the cluster answers on its port; ConfigError after ``seconds``.
+
+    TensorFlow itself waits for the cluster with no limit, inside native code that ignores SIGTERM.
+    So each worker first listens on its own TF_CONFIG port and connects to every peer's (where the
+    peer's listener, or already its TensorFlow server, answers), then frees the port for TensorFlow.
+    """
+    task = config["task"]
+    addresses = [a for role, members in config["cluster"].items() for a in members]
+    own = config["cluster"][task["type"]][task["index"]]
+    peers = [a for a in addresses if a != own]
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", int(own.rpartition(":")[2])))
+        listener.listen()
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {own}, this task's address in TF_CONFIG: {error}") from None
+    deadline = time.monotonic() + seconds
+    try:
+        while peers:
+            host, _, port = peers[0].rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+                peers.pop(0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"multi-worker cluster not reachable within {seconds:g} s: no answer from "
+                                      f"{', '.join(peers)}; start every worker with the same TF_CONFIG, or raise "
+                                      "--worker-timeout") from None
+                time.sleep(0.2)
+    finally:
+        listener.close()
+
+
+def use_mixed_precision() -> bool:
+    """Turn on the mixed_float16 policy when a GPU is present; otherwise warn and stay in float32."""
+    import keras
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        log.warning("warning: --mixed-precision needs a GPU and none was found; training in float32")
+        return False
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return True

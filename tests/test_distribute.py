@@ -1,0 +1,137 @@
+"""Training on TensorFlow's distribution strategies, resuming after SIGKILL, and their bad inputs."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO
+import keras_ae.models  # noqa: F401  (registers the classes for load_model)
+from keras_ae.distribute import read_tf_config
+from keras_ae.errors import ConfigError
+
+QUICK = ["--dataset", "digits", "--latent-dim", "4", "--widths", "32", "--batch-size", "64", "--seed", "3",
+         "--no-evaluate", "--verbose", "0"]
+
+
+def command(*flags):
+    return [sys.executable, str(REPO / "train.py"), *flags]
+
+
+def losses(run_dir, column="loss"):
+    with (run_dir / "history.csv").open() as f:
+        return [float(row[column]) for row in csv.DictReader(f)]
+
+
+def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
+    runs = {}
+    for name, extra in {"one": [], "two": ["--strategy", "mirrored", "--cpu-devices", "2"]}.items():
+        result = subprocess.run(command(*QUICK, "--epochs", "3", "--run-dir", str(tmp_path / name), *extra),
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[name] = tmp_path / name
+    assert "2 replica(s)" in result.stderr
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(losses(runs["two"], column), losses(runs["one"], column), rtol=1e-4)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _worker_env(workers, index):
+    env = dict(os.environ)
+    env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+    return env
+
+
+def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    flags = command(*QUICK, "--model", "vae", "--epochs", "2", "--limit", "512", "--strategy", "multi_worker",
+                    "--run-dir", str(tmp_path / "run"))
+    processes = [subprocess.Popen(flags, env=_worker_env(workers, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    chief = keras.models.load_model(tmp_path / "run" / "model.keras")
+    other = keras.models.load_model(tmp_path / "run" / "worker-1" / "model.keras")
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert losses(tmp_path / "run") == losses(tmp_path / "run" / "worker-1")
+
+
+def test_an_unreachable_worker_ends_with_a_clear_message_in_bounded_time(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]  # nobody will listen on the second
+    start = time.monotonic()
+    result = subprocess.run(command(*QUICK, "--epochs", "1", "--strategy", "multi_worker", "--worker-timeout", "5",
+                                    "--run-dir", str(tmp_path / "run")), env=_worker_env(workers, 0),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "not reachable within 5 s" in result.stderr
+    assert time.monotonic() - start < 90
+
+
+def test_a_killed_run_resumes_from_its_last_epoch_and_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    flags = command(*QUICK, "--epochs", "8", "--batch-size", "8", "--run-dir", str(run_dir))
+    process = subprocess.Popen(flags, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "backup" / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert 2 <= done < 8 and not (run_dir / "model.keras").exists()
+
+    result = subprocess.run(flags, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming {run_dir} from the end of epoch {done} of 8" in result.stderr
+    epochs = [int(e) for e in losses(run_dir, "epoch")]
+    assert epochs == list(range(8))  # every epoch once: the resumed ones appended, none repeated
+    assert not (run_dir / "backup").exists()
+    keras.models.load_model(run_dir / "model.keras")
+
+
+def test_mixed_precision_without_a_gpu_warns_and_trains_in_float32(tmp_path):
+    result = subprocess.run(command(*QUICK, "--epochs", "1", "--mixed-precision", "--run-dir", str(tmp_path / "r")),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "needs a GPU and none was found; training in float32" in result.stderr
+    model = keras.models.load_model(tmp_path / "r" / "model.keras")
+    assert all(w.dtype == "float32" for w in model.get_weights())
+
+
+@pytest.mark.parametrize("text,needle", [
+    (None, "needs TF_CONFIG"),
+    ("{not json", "not valid JSON"),
+    ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "task.index"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "not a role"),
+    ("[]", "'cluster' object"),
+])
+def test_malformed_tf_config_is_refused(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        read_tf_config(text)
+
+
+def test_unknown_strategy_is_refused_by_the_cli(tmp_path):
+    result = subprocess.run(command("--strategy", "tpu", "--run-dir", str(tmp_path)), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "invalid choice: 'tpu'" in result.stderr
