@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import math
 import os
-import zipfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from keras_ae.errors import DataError
 
@@ -38,7 +39,9 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned-byte images (3-D) and labels (1-D)
-MAX_ARRAY_BYTES = 2**31  # refuse IDX headers that promise more than this
+MAX_ARRAY_BYTES = 2**31  # refuse IDX and .npy headers, and image folders, that promise more than this
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what np.load reads as a .npz (the second: an empty zip)
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _READ_CHUNK = 1 << 20  # bytes per read of an IDX file
 _BATCH = 1024  # images per step when converting or resizing
 # Pillow modes we read, and the mode each becomes; anything else (16-bit, LA, ...) is refused.
@@ -443,11 +446,16 @@ def _pair_up(
 def _load_npz(path: Path) -> _Loaded:
     """A .npz with x_train/y_train/x_test/y_test (keras layout) or x|images with optional y|labels."""
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        with open(path, "rb") as f:
+            magic = f.read(len(np.lib.format.MAGIC_PREFIX))
+        # Only a zip goes to np.load: it would read a lone .npy whole, whatever shape its header claims.
+        npz = np.load(path, allow_pickle=False) if magic.startswith(_ZIP_MAGIC) else None
+    except Exception as e:  # zipfile raises BadZipFile, OSError, NotImplementedError... for a damaged archive
         raise DataError(f"{path}: not a readable .npz archive ({e})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
+    if npz is None and magic == np.lib.format.MAGIC_PREFIX:
         raise DataError(f"{path}: holds a single array, not a .npz archive of named arrays")
+    if npz is None:
+        raise DataError(f"{path}: not a readable .npz archive (not a zip file)")
     with npz:
         keys = set(npz.files)
         if "x_train" in keys:
@@ -458,7 +466,7 @@ def _load_npz(path: Path) -> _Loaded:
             if image_key is None:
                 raise DataError(
                     f"{path}: no image array; expected keys x_train[,y_train,x_test,y_test] or x|images"
-                    f"[,y|labels], found {', '.join(sorted(keys)) or 'none'}"
+                    f"[,y|labels], found {', '.join(map(repr, sorted(keys))) or 'none'}"
                 )
             label_key = next((k for k in ("y", "labels") if k in keys), None)
             train, test = _npz_split(npz, path, image_key, label_key), None
@@ -474,9 +482,28 @@ def _npz_split(npz, path: Path, image_key: str, label_key: str | None) -> ArrayS
 
 
 def _npz_array(npz, path: Path, key: str) -> np.ndarray:
+    """Array `key`, its .npy header checked against the limit and the member's size before anything is allocated."""
+    member = key if key in npz.zip.namelist() else f"{key}.npy"  # the lookup NpzFile makes
     try:
+        info = npz.zip.getinfo(member)
+        with npz.zip.open(info) as f:
+            # read_magic refuses a member that is no .npy (NpzFile would return its raw bytes).
+            read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(f))
+            if read_header is None:
+                raise DataError(f"{path}: '{key}' is a .npy file of an unsupported format version")
+            shape, _, dtype = read_header(f)
+            size, available = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+        if size > MAX_ARRAY_BYTES:
+            raise DataError(
+                f"{path}: '{key}' header says {dtype} {shape} = {size} bytes, over the {MAX_ARRAY_BYTES} limit"
+            )
+        if size > available:
+            raise DataError(f"{path}: '{key}' is truncated: header says {dtype} {shape} = {size} bytes, "
+                            f"the archive holds {available}")
         return npz[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as e:
+    except DataError:
+        raise
+    except Exception as e:  # zipfile, zlib, bz2, lzma and numpy raise many types for a damaged member
         raise DataError(f"{path}: cannot read array '{key}' ({type(e).__name__}: {e})") from None
 
 
@@ -492,7 +519,7 @@ def _npz_images(array: np.ndarray, path: Path, key: str) -> np.ndarray:
         raise DataError(f"{path}: '{key}' holds no images (shape {array.shape})")
     if array.dtype == np.uint8:
         return array
-    if np.issubdtype(array.dtype, np.integer):
+    if array.dtype.kind in "iu":  # not np.issubdtype(..., np.integer): that takes timedelta64 (NaT) too
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
             raise DataError(f"{path}: '{key}' is {array.dtype} with values {low}..{high}, outside 0..255")
@@ -512,12 +539,14 @@ def _npz_labels(array: np.ndarray, count: int, path: Path, key: str) -> np.ndarr
     """Integer labels >= 0, shape (N,) or (N, 1) -> (N,) int64."""
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+    if array.ndim != 1 or array.dtype.kind not in "iu":  # timedelta64 is an np.integer subtype
         raise DataError(f"{path}: '{key}' must be 1-D integer labels, got {array.dtype} {array.shape}")
     if len(array) != count:
         raise DataError(f"{path}: '{key}' has {len(array)} labels for {count} images")
     if array.min() < 0:
         raise DataError(f"{path}: '{key}' has negative labels (min {array.min()})")
+    if array.max() > np.iinfo(np.int64).max:  # uint64 labels that int64 would wrap to negative ones
+        raise DataError(f"{path}: '{key}' has labels over {np.iinfo(np.int64).max} (max {array.max()})")
     return array.astype(np.int64)
 
 
@@ -551,6 +580,11 @@ def _load_image_folder(folder: Path, image_size) -> _Loaded:
     else:
         files = [(f, None) for f in loose]
     first_path, first = files[0][0], _read_image(files[0][0], image_size)
+    if len(files) * first.nbytes > MAX_ARRAY_BYTES:  # every image must match the first: this is the total
+        raise DataError(
+            f"{folder}: {len(files)} images of {'x'.join(map(str, first.shape))} = {len(files) * first.nbytes} "
+            f"bytes, over the {MAX_ARRAY_BYTES} limit; pass --image-size HxW (image_size=(H, W)) to shrink them"
+        )
     images = [first]
     for path, _ in files[1:]:
         image = _read_image(path, image_size)
@@ -573,7 +607,12 @@ def _load_image_folder(folder: Path, image_size) -> _Loaded:
 def _read_image(path: Path, image_size) -> np.ndarray:
     """One image as (H, W, C) uint8, resized to `image_size` when given."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Refuse what Pillow only warns about: up to twice MAX_IMAGE_PIXELS from a few hundred bytes.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # From memory: Pillow reads a chunk at the length the file claims, and a file's read(n) allocates n bytes.
+            image = Image.open(io.BytesIO(path.read_bytes()))
+        with image:
             image.load()
             mode = _PIL_MODES.get(image.mode)
             if mode is None:
@@ -586,7 +625,10 @@ def _read_image(path: Path, image_size) -> np.ndarray:
             array = np.asarray(image, dtype=np.uint8)
     except DataError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # Pillow's ways to fail
+    except UnidentifiedImageError:  # its message shows the in-memory file object
+        raise DataError(f"{path}: unreadable image (cannot identify image file)") from None
+    except (OSError, ValueError, SyntaxError, MemoryError, Image.DecompressionBombError,  # Pillow's ways to fail
+            Image.DecompressionBombWarning) as e:
         raise DataError(f"{path}: unreadable image ({e})") from None
     return array[..., None] if array.ndim == 2 else array
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from keras_ae.errors import KerasAEError
 
+_DATA_OPTIONS = {"dataset": str, "data_dir": (str, type(None)), "image_size": (list, type(None))}  # JSON types
+
 
 @dataclass
 class Run:
@@ -26,7 +28,7 @@ def read_config(folder) -> dict:
         config = json.loads(path.read_text())
     except FileNotFoundError:
         raise KerasAEError(f"{path}: not found; is {folder} a run folder written by train.py?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: bad UTF-8 or JSON, an int of > 4300 digits
         raise KerasAEError(f"{path}: unreadable ({error})") from None
     if not isinstance(config, dict) or not isinstance(config.get("options"), dict):
         raise KerasAEError(f"{path}: not a keras_ae run config (no 'options' object)")
@@ -52,6 +54,11 @@ def load_run(folder, with_data: bool = True) -> Run:
     splits = None
     if with_data:
         options = config["options"]
+        # data.load checks the values; JSON of another type would fail before it, with a KeyError or TypeError.
+        wrong = [key for key, types in _DATA_OPTIONS.items() if not isinstance(options.get(key), types)]
+        if wrong:
+            raise KerasAEError(f"{folder / 'config.json'}: options {', '.join(wrong)} of the wrong type (want a "
+                               "dataset name, data_dir a string or null, image_size a [height, width] list or null)")
         image_size = options.get("image_size")
         splits = data.load(options["dataset"], data_dir=options.get("data_dir"),
                            validation_fraction=options.get("validation_fraction", 0.1), seed=options.get("seed", 0),
