@@ -40,6 +40,8 @@ IDX_FILES = {
 }
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned-byte images (3-D) and labels (1-D)
 MAX_ARRAY_BYTES = 2**31  # refuse IDX and .npy headers, and image folders, that promise more than this
+MAX_CLASSES = 100_000  # labels are class indices; a larger one is a corrupt file, not a class
+MAX_IMAGE_SIDE = 4096  # --image-size beyond this is refused (a 1,024-image resize batch would not fit)
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what np.load reads as a .npz (the second: an empty zip)
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _READ_CHUNK = 1 << 20  # bytes per read of an IDX file
@@ -209,10 +211,11 @@ def _check_image_size(image_size) -> None:
     ok = (
         isinstance(image_size, (tuple, list))
         and len(image_size) == 2
-        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in image_size)
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_IMAGE_SIDE for d in image_size)
     )
     if image_size is not None and not ok:
-        raise DataError(f"image_size must be (height, width) with positive integers, got {image_size!r}")
+        raise DataError(f"image_size must be (height, width) with integers in [1, {MAX_IMAGE_SIDE}], "
+                        f"got {image_size!r}")
 
 
 def _check_batch_size(batch_size, count: int, split: str, drop_remainder: bool) -> None:
@@ -545,8 +548,8 @@ def _npz_labels(array: np.ndarray, count: int, path: Path, key: str) -> np.ndarr
         raise DataError(f"{path}: '{key}' has {len(array)} labels for {count} images")
     if array.min() < 0:
         raise DataError(f"{path}: '{key}' has negative labels (min {array.min()})")
-    if array.max() > np.iinfo(np.int64).max:  # uint64 labels that int64 would wrap to negative ones
-        raise DataError(f"{path}: '{key}' has labels over {np.iinfo(np.int64).max} (max {array.max()})")
+    if array.max() >= MAX_CLASSES:  # also catches uint64 labels that int64 would wrap to negative ones
+        raise DataError(f"{path}: '{key}' has a label of {array.max()}; labels are class indices below {MAX_CLASSES}")
     return array.astype(np.int64)
 
 

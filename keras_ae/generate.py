@@ -91,7 +91,18 @@ def read_metadata(export_dir) -> dict:
     artifacts = metadata["artifacts"]
     if not isinstance(artifacts, dict) or not all(isinstance(entry, dict) for entry in artifacts.values()):
         raise ClientError(f"{path}: corrupt artifacts entry; export the run again")
+    shape, classes = metadata["image_shape"], metadata["num_classes"]
+    if not _positive_int(metadata["latent_dim"]):
+        raise ClientError(f"{path}: latent_dim must be a positive integer, got {metadata['latent_dim']!r:.80}")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_positive_int(size) for size in shape)):
+        raise ClientError(f"{path}: image_shape must be [H, W, C] of positive integers, got {shape!r:.80}")
+    if classes is not None and not (_positive_int(classes) and classes >= 2):
+        raise ClientError(f"{path}: num_classes must be null or an integer >= 2, got {classes!r:.80}")
     return metadata
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def sample_codes(metadata: dict, num: int, seed: int | None = 0) -> np.ndarray:

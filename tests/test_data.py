@@ -506,6 +506,7 @@ def test_huge_idx_header_is_refused_without_allocating(tmp_path):
         ({"limit": 0}, "limit must be an integer >= 1, got 0"),
         ({"seed": -1}, "seed must be an integer >= 0, got -1"),
         ({"image_size": (0, 8)}, "image_size must be"),
+        ({"image_size": (99999, 8)}, r"integers in \[1, 4096\]"),
     ],
 )
 def test_bad_options(options, expected):
@@ -516,3 +517,10 @@ def test_bad_options(options, expected):
 def test_data_dir_must_exist(tmp_path):
     with pytest.raises(DataError, match="data_dir .*missing: no such folder"):
         data.load("mnist", data_dir=str(tmp_path / "missing"))
+
+
+def test_npz_labels_must_be_plausible_class_indices(tmp_path):
+    images = np.zeros((3, 4, 4), np.uint8)
+    np.savez(tmp_path / "big.npz", x=images, y=np.array([0, 1, 2**40]))
+    with pytest.raises(DataError, match=r"big.npz: 'y' has a label of 1099511627776; labels are class indices"):
+        data.load(str(tmp_path / "big.npz"))

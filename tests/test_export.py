@@ -355,6 +355,10 @@ def test_corrupt_metadata_and_changed_artifacts_are_refused(exports, tmp_path, c
     (copy / "metadata.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(generate.ClientError, match="format_version 99, this client reads 1"):
         generate.read_metadata(copy)
+    valid = json.loads((Path(exports["vae"]) / "metadata.json").read_text())
+    for key, value in {"num_classes": "x", "latent_dim": 0, "image_shape": [28, 28]}.items():
+        (copy / "metadata.json").write_text(json.dumps({**valid, key: value}))
+        assert f"metadata.json: {key} must be" in run_cli(generate.main, [copy, "--num", "4"], capsys)
 
 
 # ---------------------------------------------------------------- export errors and atomicity
