@@ -45,7 +45,7 @@ def main() -> None:
     for arch in ("mlp", "conv"):
         flags = ["--model", "ae", "--arch", arch, "--dataset", options.dataset, "--latent-dim",
                  str(options.latent_dim), "--epochs", str(options.epochs), "--seed", str(options.seed),
-                 "--run-dir", f"{options.run_root}/ae-{arch}-{options.latent_dim}", "--overwrite", "--verbose", "2"]
+                 "--run-dir", f"{options.run_root}/ae-{arch}-{options.latent_dim}", "--overwrite", "--verbose", "2", "--no-evaluate", "--no-export"]
         start = time.perf_counter()
         run_dir = run(build_parser().parse_args(flags))
         timings[arch] = time.perf_counter() - start

@@ -54,7 +54,7 @@ def main() -> None:
             *flags, "--arch", "mlp", "--widths", "512", "--latent-dim", "1024",
             "--code-activation", "relu", "--dataset", options.dataset, "--epochs", str(options.epochs),
             "--seed", str(options.seed), "--run-dir", f"{options.run_root}/regularized-{slug}", "--overwrite",
-            "--verbose", "2"]))
+            "--verbose", "2", "--no-evaluate", "--no-export"]))
         model = keras.models.load_model(run_dir / "model.keras")
         rows[label] = {
             "squared_error": evaluate.reconstruction_metrics(model, test_x)["squared_error"],

@@ -164,10 +164,12 @@ def roc_auc(inlier_scores, outlier_scores) -> float:
 
 
 def outlier_detection(model, x, labels=None, seed: int = 0) -> dict:
-    """ROC AUC of the model's outlier score for test images against uniform-noise images and inverted images."""
+    """ROC AUC of the model's outlier score for test images against uniform-noise images, inverted images
+    (1 - x) and upside-down images (harder: a 0, 1 or 8 stays a plausible digit)."""
     rng = np.random.default_rng(seed)
     inliers = outlier_scores(model, x, labels)
-    others = {"noise": rng.random(x.shape).astype("float32"), "inverted": (1.0 - x).astype("float32")}
+    others = {"noise": rng.random(x.shape).astype("float32"), "inverted": (1.0 - x).astype("float32"),
+              "upside_down": np.ascontiguousarray(x[:, ::-1])}
     return {name: roc_auc(inliers, outlier_scores(model, images, labels)) for name, images in others.items()}
 
 
@@ -215,13 +217,14 @@ def evaluate(run, iwae_samples: int = 100, probe_limit: int = 5000, jacobian_ima
         metrics["probe"] = latent_probe(model, train_x[keep], train_y[keep], test_x, test_y)
     return {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
             "dataset": {"name": splits.name, "source": splits.source, "test_images": len(test_x)},
-            "latent_dim": model.spec.latent_dim, "metrics": metrics, "notes": notes}
+            "architecture": getattr(model, "architecture", model.spec.arch), "latent_dim": model.spec.latent_dim,
+            "metrics": metrics, "notes": notes}
 
 
 def summary_row(report: dict) -> dict:
     """The headline figures of a report, as one row of the comparison table."""
     metrics, options = report["metrics"], report["options"]
-    row = {"run": Path(report["run"]).name, "model": options["model"], "arch": options.get("arch", ""),
+    row = {"run": Path(report["run"]).name, "model": options["model"], "arch": report["architecture"],
            "latent": report["latent_dim"],
            "test squared error": metrics["reconstruction"]["squared_error"],
            "PSNR (dB)": metrics["reconstruction"]["psnr"]}
@@ -230,7 +233,9 @@ def summary_row(report: dict) -> dict:
         row["probe codes (logreg / kNN)"] = _pair(metrics["probe"]["codes"])
         row["probe pixels"] = _pair(metrics["probe"]["pixels"])
         row["probe PCA"] = _pair(metrics["probe"][pca_key])
-    row["outlier AUC (noise / inverted)"] = f"{metrics['outlier_auc']['noise']:.3f} / {metrics['outlier_auc']['inverted']:.3f}"
+    auc = metrics["outlier_auc"]
+    row["outlier AUC (noise / inverted / upside-down)"] = (f"{auc['noise']:.3f} / {auc['inverted']:.3f} / "
+                                                            f"{auc['upside_down']:.3f}")
     row["zero codes"] = f"{metrics['zero_fraction']:.1%}"
     row["‖dz/dx‖_F"] = metrics["jacobian_norm"]
     row["denoising gain, Gaussian / mask (dB)"] = (f"{metrics['denoising']['gaussian']['gain']:+.2f} / "

@@ -48,8 +48,10 @@ import numpy as np
 
 from keras_ae import __version__
 from keras_ae.errors import DataError, KerasAEError
+from keras_ae.evaluate import codes as encode_all
 from keras_ae.generate import FORMAT_VERSION, MAIN_INPUT, SIGNATURE, VARIANTS, describe_artifact, one_line
 from keras_ae.io import write_json
+from keras_ae.latent import gaussian_fit
 
 CALIBRATION_CODES = 512  # codes (and labels) that calibrate the activations of the full-int8 decoder
 CALIBRATION_BATCH = 32
@@ -67,13 +69,18 @@ class ExportError(KerasAEError):
     """A run folder cannot be exported, or the export would overwrite an existing version."""
 
 
-def export_run(run_dir, out_dir=None, version: int = 1, name: str | None = None, quantize: bool = True) -> Path:
+def export_run(run_dir, out_dir=None, version: int | None = None, name: str | None = None,
+               quantize: bool = True) -> Path:
     """Export the run in ``run_dir`` to ``<out_dir>/<name>/`` (see the module docstring); return that folder.
 
-    ``quantize=False`` writes only the float32 TFLite decoder and encoder.
+    ``version=None`` takes the next free version number (1 for a first export), so re-exporting a
+    retrained run adds a version a model server picks up. ``quantize=False`` writes only the float32
+    TFLite decoder and encoder.
     """
     run_dir = Path(run_dir)
     name = name or run_dir.resolve().name
+    if version is None:
+        version = 1 + max(_versions(Path(out_dir or run_dir / "export") / name), default=0)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ExportError(f"version must be an integer >= 1, got {version!r}")
     if not name or name.startswith(".") or Path(name).name != name:
@@ -102,12 +109,16 @@ def export_run(run_dir, out_dir=None, version: int = 1, name: str | None = None,
 # ---------------------------------------------------------------- the run folder
 
 
+def _versions(export_dir: Path) -> list[int]:
+    """The SavedModel version numbers already in an export folder (encoder or decoder)."""
+    return [int(p.name) for network in MAIN_INPUT for p in (export_dir / network).glob("*") if p.name.isdigit()]
+
+
 def _check_version_is_new(export_dir: Path, version: int) -> None:
     taken = [path for path in (export_dir / network / str(version) for network in MAIN_INPUT) if path.exists()]
     if taken:
-        versions = [int(p.name) for network in MAIN_INPUT for p in (export_dir / network).glob("*") if p.name.isdigit()]
         raise ExportError(f"{taken[0]} already exists and is never overwritten; "
-                          f"export with --version {max(versions) + 1}")
+                          f"export with --version {max(_versions(export_dir)) + 1}")
 
 
 def _read_run(run_dir: Path):
@@ -170,22 +181,15 @@ def _code_distribution(model, train_split) -> tuple[dict, dict]:
         sampling = {"prior": "normal", "mean": [0.0] * latent, "std": [1.0] * latent}
         codes = rng.standard_normal((CALIBRATION_CODES, latent)).astype(np.float32)
     else:
-        train_codes = _codes(model, *train_split)
-        sampling = {"prior": "empirical_gaussian", "mean": train_codes.mean(axis=0).tolist(),
-                    "covariance": np.atleast_2d(np.cov(train_codes, rowvar=False)).tolist(),
+        train_codes = encode_all(model, *train_split)
+        mean, covariance = gaussian_fit(train_codes)
+        sampling = {"prior": "empirical_gaussian", "mean": mean.tolist(), "covariance": covariance.tolist(),
                     "fitted_on": f"codes of the {len(train_codes)} images of the training split"}
         codes = train_codes[rng.permutation(len(train_codes))[:CALIBRATION_CODES]].astype(np.float32)
     calibration = {"z": codes}
     if model.num_classes:
         calibration["label"] = rng.integers(0, model.num_classes, len(codes)).astype(np.int32)
     return sampling, calibration
-
-
-def _codes(model, images: np.ndarray, labels: np.ndarray | None, batch: int = 512) -> np.ndarray:
-    """``model.encode`` of all ``images`` (float64), a batch at a time."""
-    chunks = (slice(i, i + batch) for i in range(0, len(images), batch))
-    return np.concatenate([np.asarray(model.encode(images[s], None if labels is None else labels[s]), np.float64)
-                           for s in chunks])
 
 
 # ---------------------------------------------------------------- serving functions and artifacts
@@ -352,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained run: TF Serving SavedModels, TFLite decoders, metadata.json.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train.py")
     parser.add_argument("--out", default=None, help="export root (default: RUN_DIR/export)")
-    parser.add_argument("--version", type=int, default=1, help="SavedModel version folder to create (default: 1)")
+    parser.add_argument("--version", type=int, default=None,
+                        help="SavedModel version folder to create (default: the next free number, 1 at first)")
     parser.add_argument("--name", default=None, help="model name under the root (default: the run folder's name)")
     parser.add_argument("--no-quantize", action="store_true", help="write only the float32 TFLite files")
     return parser

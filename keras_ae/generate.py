@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae.errors import KerasAEError
-from keras_ae.io import atomic_path
+from keras_ae.plots import image_grid
 
 FORMAT_VERSION = 1  # of metadata.json; a client refuses other versions
 SIGNATURE = "serving_default"
@@ -266,31 +266,6 @@ def _label_input(metadata: dict, labels, count: int) -> dict:
 # ---------------------------------------------------------------- the command line
 
 
-def save_grid(images: np.ndarray, path, columns: int, title: str | None = None) -> None:
-    """Images [N, H, W, C] in [0, 1] as one PNG grid with ``columns`` columns (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    count, height, width, channels = images.shape
-    rows = math.ceil(count / columns)
-    mosaic = np.ones((rows * (height + 1) + 1, columns * (width + 1) + 1, channels), np.float32)
-    for i, image in enumerate(images):
-        top, left = 1 + (i // columns) * (height + 1), 1 + (i % columns) * (width + 1)
-        mosaic[top:top + height, left:left + width] = image
-    figure = plt.figure(figsize=(max(2.0, columns * 0.6), max(2.0, rows * 0.6 + (0.4 if title else 0))))
-    axes = figure.add_axes((0, 0, 1, 0.92 if title else 1))
-    axes.imshow(mosaic[..., 0] if channels == 1 else mosaic, cmap="gray", vmin=0.0, vmax=1.0,
-                interpolation="nearest")
-    axes.axis("off")
-    if title:
-        figure.suptitle(title, fontsize=8)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m keras_ae.generate",
@@ -343,7 +318,7 @@ def generate(args: argparse.Namespace) -> Path:
     title = f"{metadata['name']}: {args.backend} {args.variant}"
     if args.label is not None:
         title += f", label {args.label}"
-    save_grid(images, args.out, columns, title)
+    image_grid(images, args.out, columns, title=title)
     return Path(args.out)
 
 

@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--run-dir", default=None,
                      help="run folder (default: runs/<model>-<arch>-<dataset>)")
     out.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a model")
+    out.add_argument("--no-export", action="store_true",
+                     help="skip the export of SavedModels and TFLite files to RUN_DIR/export/ "
+                          "(python -m keras_ae.export RUN does it later)")
     out.add_argument("--no-evaluate", action="store_true",
                      help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
                           "the reconstruction, code and sample figures are still written")
@@ -262,6 +265,10 @@ def run(args: argparse.Namespace) -> Path:
         model.save(tmp)
     backup.remove()  # the final model supersedes it
     _report(model, splits, args, run_dir)
+    if not args.no_export:
+        from keras_ae.export import export_run
+
+        log.info("exported: %s", export_run(run_dir))
     log.info("run folder: %s", run_dir)
     return run_dir
 

@@ -33,6 +33,9 @@ def test_run_folder_holds_everything_a_user_needs(run_dir):
     assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model_config"]["arch"] == "conv" and config["data"]["image_shape"] == [8, 8, 1]
+    assert (run_dir / "report.md").is_file()  # evaluated at the end of training
+    export = run_dir / "export" / "run"  # and exported: version 1 for a first export
+    assert (export / "decoder" / "1" / "saved_model.pb").is_file() and (export / "decoder.tflite").is_file()
 
 
 def test_validation_runs_every_epoch_and_the_loss_falls(run_dir):

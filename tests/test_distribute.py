@@ -19,7 +19,7 @@ from keras_ae.distribute import read_tf_config
 from keras_ae.errors import ConfigError
 
 QUICK = ["--dataset", "digits", "--latent-dim", "4", "--widths", "32", "--batch-size", "64", "--seed", "3",
-         "--no-evaluate", "--verbose", "0"]
+         "--no-evaluate", "--no-export", "--verbose", "0"]
 
 
 def command(*flags):

@@ -113,7 +113,7 @@ def test_latent_operations():
 def vae_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("eval") / "vae"
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--model", "vae", "--dataset", "digits",
-                             "--latent-dim", "2", "--epochs", "15", "--run-dir", str(folder), "--verbose", "0"],
+                             "--latent-dim", "2", "--epochs", "15", "--run-dir", str(folder), "--verbose", "0", "--no-export"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return folder
@@ -150,7 +150,7 @@ def test_unlabelled_data_skips_the_probe_and_says_so(tmp_path):
     folder = tmp_path / "run"
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--dataset", str(tmp_path / "plain.npz"),
                              "--epochs", "1", "--batch-size", "16", "--latent-dim", "1", "--run-dir", str(folder),
-                             "--verbose", "0"], capture_output=True, text=True, timeout=300)
+                             "--verbose", "0", "--no-export"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads((folder / "report.json").read_text())
     assert "probe" not in report["metrics"]

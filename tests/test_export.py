@@ -87,7 +87,7 @@ def runs(tmp_path_factory):
     for name, flags in MODELS.items():
         args = train.build_parser().parse_args(
             ["--model", name, *flags, "--dataset", "digits", "--epochs", "1", "--batch-size", "64",
-             "--latent-dim", str(LATENT), "--run-dir", str(root / name), "--verbose", "0", "--no-evaluate"])
+             "--latent-dim", str(LATENT), "--run-dir", str(root / name), "--verbose", "0", "--no-evaluate", "--no-export"])
         train.run(args)
     return {name: root / name for name in MODELS}
 
@@ -417,7 +417,7 @@ def test_an_existing_version_is_never_overwritten(runs, exports, capsys):
     before = {rel: generate.describe_artifact(exports["vae"] / rel)["sha256"] for rel in ("decoder/1", "encoder/1")}
     metadata = (exports["vae"] / "metadata.json").read_text()
     with pytest.raises(export.ExportError, match=r"encoder/1 already exists .*--version 2"):
-        export.export_run(runs["vae"])
+        export.export_run(runs["vae"], version=1)
     assert "--version 2" in run_cli(export.main, [runs["vae"], "--version", "1"], capsys)
     assert {rel: generate.describe_artifact(exports["vae"] / rel)["sha256"] for rel in before} == before
     assert (exports["vae"] / "metadata.json").read_text() == metadata

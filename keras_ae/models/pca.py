@@ -49,6 +49,8 @@ class PCA(Autoencoder):
             other than ``latent_dim`` do not apply.
     """
 
+    architecture = "linear"  # what reports show instead of the (unused) arch option
+
     def __init__(self, input_shape, latent_dim=16, seed=0, **kwargs):
         if kwargs.get("num_classes") is not None:
             raise ConfigError("PCA is not conditional; it takes no num_classes")
