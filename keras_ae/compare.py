@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_ae.errors import KerasAEError
+from keras_ae.errors import KerasAEError, exit_code
 from keras_ae.evaluate import markdown_table, summary_row
 
 
@@ -38,18 +38,16 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", help="evaluated run folders")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    try:
+    def compare():
         table = comparison_table(args.runs)
-    except KerasAEError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.out:
-        from keras_ae.io import atomic_path
+        if args.out:
+            from keras_ae.io import atomic_path
 
-        with atomic_path(args.out) as tmp:
-            Path(tmp).write_text(table)
-    print(table, end="")
-    return 0
+            with atomic_path(args.out) as tmp:
+                Path(tmp).write_text(table)
+        print(table, end="")
+
+    return exit_code(compare)
 
 
 if __name__ == "__main__":

@@ -11,3 +11,15 @@ class DataError(KerasAEError, ValueError):
 
 class ConfigError(KerasAEError, ValueError):
     """A model or training option is out of range or unknown."""
+
+
+def exit_code(action) -> int:
+    """Run a command's ``action()``: 0 on success; a KerasAEError becomes one ``error:`` line on stderr and 2."""
+    import sys
+
+    try:
+        action()
+    except KerasAEError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

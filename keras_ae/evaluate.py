@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae import losses
-from keras_ae.errors import KerasAEError
+from keras_ae.errors import exit_code
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
@@ -297,16 +297,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from keras_ae.runs import load_run
 
-    try:
+    def evaluate_each():
         for folder in args.runs:
             report = report_run(load_run(folder), iwae_samples=args.iwae_samples, figures=not args.no_figures)
             print(markdown_table([summary_row(report)]))
             for note in report["notes"]:
                 print(f"note: {note}")
-    except KerasAEError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code(evaluate_each)
 
 
 if __name__ == "__main__":

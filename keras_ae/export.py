@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae import __version__
-from keras_ae.errors import DataError, KerasAEError
+from keras_ae.errors import DataError, KerasAEError, exit_code
 from keras_ae.evaluate import codes as encode_all
 from keras_ae.generate import FORMAT_VERSION, MAIN_INPUT, SIGNATURE, VARIANTS, describe_artifact, one_line
 from keras_ae.io import write_json
@@ -367,12 +367,8 @@ def main(argv=None) -> int:
     """Entry point; exit code 2 with one ``error:`` line for a user error."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    try:
-        print(export_run(args.run_dir, args.out, args.version, args.name, quantize=not args.no_quantize))
-    except KerasAEError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: print(export_run(args.run_dir, args.out, args.version, args.name,
+                                              quantize=not args.no_quantize)))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ae.errors import KerasAEError
+from keras_ae.errors import KerasAEError, exit_code
 from keras_ae.plots import image_grid
 
 FORMAT_VERSION = 1  # of metadata.json; a client refuses other versions
@@ -332,12 +332,7 @@ def main(argv=None) -> int:
     """Entry point; exit code 2 with one ``error:`` line for a user error."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    try:
-        print(generate(args))
-    except KerasAEError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: print(generate(args)))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ import csv
 import inspect
 import logging
 import os
-import sys
 from pathlib import Path
 
-from keras_ae.errors import ConfigError, KerasAEError
+from keras_ae.errors import ConfigError, KerasAEError, exit_code
 
 log = logging.getLogger("keras_ae")
 BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
@@ -359,9 +358,4 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except KerasAEError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(args))

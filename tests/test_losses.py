@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pytest
 
 from keras_ae import losses
 
