@@ -1,0 +1,119 @@
+"""VAE likelihoods and conditional generation on dynamically binarized MNIST.
+
+    KERAS_AE_DATA=../shared/datasets python benchmarks/vae.py --epochs 50 --iwae-samples 1000
+
+Trains an MLP VAE and a conv VAE (32-D latent, Bernoulli likelihood, dynamic binarization) and a
+conditional conv VAE on the same split, then on the test split binarized once (seed 0):
+
+- the ELBO (closed-form KL, reconstruction averaged over ``--elbo-samples`` draws) and the
+  importance-weighted estimate of log p(x) with ``--iwae-samples`` samples, both in nats per image;
+- for the conditional VAE, the fraction of generated digits that a CNN classifier (trained here on
+  the training split) assigns to the class they were asked for (``benchmarks/cvae.py`` sweeps beta).
+
+Writes ``benchmarks/results/vae.json`` and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_ae import data
+from keras_ae.train import build_parser, run
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def likelihoods(model, x, elbo_samples: int, iwae_samples: int, batch: int = 50) -> dict:
+    """Test ELBO and IWAE estimate of log p(x), in nats per image (x already binary)."""
+    # compute_losses averages the ELBO over its batch; weight each batch by its size.
+    elbo = sum(float(model.compute_losses(x[start:start + 500])["elbo"]) * len(x[start:start + 500])
+               for _ in range(elbo_samples) for start in range(0, len(x), 500)) / (elbo_samples * len(x))
+    iwae = np.concatenate([model.importance_weighted_log_likelihood(x[start:start + batch], num_samples=iwae_samples,
+                                                                     chunk=100)
+                           for start in range(0, len(x), batch)])
+    return {"elbo": float(elbo), "iwae": float(iwae.mean()), "nll_iwae": float(-iwae.mean())}
+
+
+def digit_classifier(x, y, seed: int) -> keras.Model:
+    """A small CNN trained on the training split, to judge which digit a generated image shows."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input(x.shape[1:]),
+        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dropout(0.3), keras.layers.Dense(10),
+    ])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=8, batch_size=128, verbose=0)
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--latent-dim", type=int, default=32)
+    parser.add_argument("--elbo-samples", type=int, default=10)
+    parser.add_argument("--iwae-samples", type=int, default=1000)
+    parser.add_argument("--samples-per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-root", default="runs/benchmarks")
+    options = parser.parse_args()
+
+    splits = data.load(options.dataset, seed=options.seed)
+    train_x, train_y = splits.arrays("train")
+    test_x, test_y = splits.arrays("test")
+    binary_test = (np.random.default_rng(options.seed).random(test_x.shape) < test_x).astype("float32")
+
+    report = {"dataset": splits.source, "train_images": len(train_x), "test_images": len(test_x),
+              "epochs": options.epochs, "latent_dim": options.latent_dim, "iwae_samples": options.iwae_samples,
+              "elbo_samples": options.elbo_samples, "seed": options.seed, "models": {}}
+    models = {}
+    for name, model_flags in {"vae-mlp": ["--model", "vae", "--arch", "mlp"],
+                              "vae-conv": ["--model", "vae", "--arch", "conv"],
+                              "cvae-conv": ["--model", "cvae", "--arch", "conv"]}.items():
+        start = time.perf_counter()
+        run_dir = run(build_parser().parse_args([
+            *model_flags, "--binarize", "--latent-dim", str(options.latent_dim), "--dataset", options.dataset,
+            "--epochs", str(options.epochs), "--seed", str(options.seed), "--run-dir",
+            f"{options.run_root}/{name}", "--overwrite", "--verbose", "2", "--no-evaluate", "--no-export"]))
+        seconds = time.perf_counter() - start
+        models[name] = keras.models.load_model(run_dir / "model.keras")
+        if name.startswith("vae"):
+            start = time.perf_counter()
+            report["models"][name] = likelihoods(models[name], binary_test, options.elbo_samples, options.iwae_samples)
+            report["models"][name]["eval_seconds"] = time.perf_counter() - start
+        report["models"].setdefault(name, {})["train_seconds"] = seconds
+
+    classifier = digit_classifier(train_x, train_y, options.seed)
+    classifier_accuracy = float(np.mean(np.argmax(classifier.predict(test_x, verbose=0), -1) == test_y))
+    asked = np.repeat(np.arange(10), options.samples_per_class)
+    generated = np.asarray(models["cvae-conv"].sample(len(asked), labels=asked, seed=options.seed))
+    predicted = np.argmax(classifier.predict(generated, verbose=0), -1)
+    per_class = {int(c): float(np.mean(predicted[asked == c] == c)) for c in range(10)}
+    report["models"]["cvae-conv"].update({"classifier_test_accuracy": classifier_accuracy,
+                                          "generated_as_asked": float(np.mean(predicted == asked)),
+                                          "generated_as_asked_per_class": per_class})
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "vae.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"| model ({options.latent_dim}-D latent, {options.epochs} epochs) | test ELBO (nats) | "
+          f"log p(x), IWAE K={options.iwae_samples} (nats) | NLL (nats) |")
+    print("| --- | --- | --- | --- |")
+    for name in ("vae-mlp", "vae-conv"):
+        row = report["models"][name]
+        print(f"| {name} | {row['elbo']:.2f} | {row['iwae']:.2f} | {row['nll_iwae']:.2f} |")
+    cvae = report["models"]["cvae-conv"]
+    print(f"\nconditional VAE: {cvae['generated_as_asked']:.1%} of {len(asked)} generated digits classified as asked "
+          f"(classifier test accuracy {classifier_accuracy:.1%})")
+
+
+if __name__ == "__main__":
+    main()
