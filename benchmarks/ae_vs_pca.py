@@ -10,7 +10,6 @@ Hinton & Salakhutdinov 2006 report 3.00 for a deep AE vs 13.87 for PCA on full M
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -21,17 +20,13 @@ from sklearn.decomposition import PCA
 from keras_ae import data, losses
 from keras_ae.train import build_parser, run
 
+from common import benchmark_parser  # benchmarks/common.py, beside this script
+
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--latent-dim", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-root", default="runs/benchmarks")
-    options = parser.parse_args()
+    options = benchmark_parser(__doc__, epochs=30, latent_dim=30).parse_args()
 
     splits = data.load(options.dataset, seed=options.seed)
     train_x, _ = splits.arrays("train")

@@ -11,7 +11,6 @@ class out of z and into the label. Writes ``benchmarks/results/cvae.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -22,18 +21,15 @@ from vae import digit_classifier  # benchmarks/vae.py, beside this script
 from keras_ae import data
 from keras_ae.train import build_parser, run
 
+from common import benchmark_parser  # benchmarks/common.py, beside this script
+
 RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--betas", default="1,2,4")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--samples-per-class", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-root", default="runs/benchmarks")
+    parser = benchmark_parser(__doc__, epochs=30, latent_dim=32)
+    parser.add_argument("--betas", default="1,2,4", help="comma-separated betas, one CVAE each")
+    parser.add_argument("--samples-per-class", type=int, default=100, help="generated digits per class")
     options = parser.parse_args()
 
     splits = data.load(options.dataset, seed=options.seed)

@@ -13,7 +13,6 @@ markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import keras
 
 from keras_ae import data, evaluate
 from keras_ae.train import build_parser, run
+
+from common import benchmark_parser  # benchmarks/common.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}
@@ -38,12 +39,8 @@ MODELS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = benchmark_parser(__doc__, epochs=20)
     parser.add_argument("--jacobian-images", type=int, default=500, help="test images for the exact Jacobian norm")
-    parser.add_argument("--run-root", default="runs/benchmarks")
     options = parser.parse_args()
 
     splits = data.load(options.dataset, seed=options.seed)

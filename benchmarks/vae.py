@@ -15,7 +15,6 @@ Writes ``benchmarks/results/vae.json`` and prints markdown tables.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 
 from keras_ae import data
 from keras_ae.train import build_parser, run
+
+from common import benchmark_parser  # benchmarks/common.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -56,15 +57,10 @@ def digit_classifier(x, y, seed: int) -> keras.Model:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--elbo-samples", type=int, default=10)
-    parser.add_argument("--iwae-samples", type=int, default=1000)
-    parser.add_argument("--samples-per-class", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-root", default="runs/benchmarks")
+    parser = benchmark_parser(__doc__, epochs=50, latent_dim=32)
+    parser.add_argument("--elbo-samples", type=int, default=10, help="draws averaged in the test ELBO")
+    parser.add_argument("--iwae-samples", type=int, default=1000, help="K of the importance-weighted estimate")
+    parser.add_argument("--samples-per-class", type=int, default=100, help="conditional samples per class")
     options = parser.parse_args()
 
     splits = data.load(options.dataset, seed=options.seed)

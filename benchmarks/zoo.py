@@ -10,12 +10,13 @@ figure) and writes the comparison to ``benchmarks/results/zoo.md`` (+ the report
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from keras_ae.compare import comparison_table, read_report
 from keras_ae.train import build_parser, run
+
+from common import benchmark_parser  # benchmarks/common.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 ZOO = {
@@ -29,13 +30,8 @@ ZOO = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--arch", default="conv")
-    parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-root", default="runs/benchmarks")
+    parser = benchmark_parser(__doc__, epochs=20, latent_dim=32)
+    parser.add_argument("--arch", default="conv", help="architecture of every autoencoder")
     options = parser.parse_args()
 
     folders = []
