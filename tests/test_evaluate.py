@@ -164,3 +164,17 @@ def test_a_folder_without_a_model_or_report_is_a_clear_error(module, tmp_path):
     result = subprocess.run([sys.executable, "-m", module, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(tmp_path) in result.stderr
+
+
+def test_what_the_figures_draw_is_digit_like_not_blank(vae_run):
+    from keras_ae import figures
+    from keras_ae.runs import load_run
+
+    run = load_run(vae_run)
+    samples = figures._decode(run.model, figures._prior_samples(run, 32))
+    assert samples.shape == (32, 8, 8, 1)
+    assert np.all(samples.reshape(32, -1).std(axis=1) > 0.1)  # every sample has strokes, not a flat image
+    assert samples.std(axis=0).mean() > 0.02  # and the samples differ from one another
+    x, _ = run.splits.arrays("test")
+    line = figures._decode(run.model, latent.interpolate(*figures.codes(run.model, x[:2]), 5))
+    np.testing.assert_allclose(line[[0, -1]], run.model.reconstruct(x[:2]), atol=1e-5)  # ends are the two images
