@@ -25,7 +25,6 @@ from keras_ae.errors import exit_code
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
-PSNR_CAP = 100.0  # dB given to a perfect reconstruction, so means stay finite
 
 
 def _batches(x, labels=None, batch_size: int = 256):
@@ -43,8 +42,8 @@ def codes(model, x, labels=None) -> np.ndarray:
 
 
 def capped_psnr(x, x_hat) -> np.ndarray:
-    """PSNR per image in dB, a perfect reconstruction counting as ``PSNR_CAP``."""
-    return np.minimum(np.asarray(losses.psnr(x, x_hat)), PSNR_CAP)
+    """PSNR per image in dB as NumPy, a perfect reconstruction counting as ``losses.PSNR_CAP``."""
+    return np.asarray(losses.capped_psnr(x, x_hat))
 
 
 # ---- reconstruction ---------------------------------------------------------------------------------

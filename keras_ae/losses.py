@@ -53,6 +53,14 @@ def standard_normal_log_density(z):
     return -0.5 * ops.sum(ops.square(z) + math.log(2.0 * math.pi), axis=-1)
 
 
+PSNR_CAP = 100.0  # dB given to a perfect reconstruction by capped_psnr, so that means stay finite
+
+
+def capped_psnr(x, x_hat):
+    """:func:`psnr` with a perfect reconstruction counted as ``PSNR_CAP`` instead of +inf (for averages)."""
+    return ops.minimum(psnr(x, x_hat), PSNR_CAP)
+
+
 def psnr(x, x_hat, max_value: float = 1.0):
     """Peak signal-to-noise ratio per image in dB; +inf for a perfect reconstruction."""
     mse = ops.mean(ops.reshape(ops.square(x - x_hat), (ops.shape(x)[0], -1)), axis=-1)
