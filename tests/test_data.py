@@ -345,6 +345,8 @@ def test_pipeline_order_and_options(tmp_path):
     ds = splits.pipeline("train", 240)
     epoch1, epoch2 = (next(iter(ds))[1].numpy() for _ in range(2))
     assert not np.array_equal(epoch1, epoch2)  # reshuffled each epoch
+    # no autotuner thread: dropping its iterator at an epoch's end stalled fit up to 2.5 s (BENCHMARKS.md)
+    assert ds.options().autotune.enabled is False
 
 
 def test_pipeline_unlabelled_yields_images_alone(tmp_path):
