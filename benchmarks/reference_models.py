@@ -5,10 +5,10 @@ Conv 32 and 64 (3x3, stride 2, relu), Dense 16, a 2-D latent; a decoder mirrorin
 transposed convolutions; Bernoulli reconstruction loss summed over pixels plus the closed-form KL,
 averaged over the batch; Adam(1e-3). Both references have exactly the layers (and so the parameter
 count and FLOPs) of ``keras_ae.models.VAE((28, 28, 1), latent_dim=2, arch="conv", widths=(32, 64),
-dense_units=16)``; ``performance.py`` asserts the parameter counts are equal. Two details of
-keras_ae's network differ from the keras-io notebook and are copied here so all three do the same
-work: the decoder starts with a Dense(16) (keras_ae mirrors the encoder's Dense), and the output is
-a stride-1 3x3 ``Conv2D`` (keras-io: a stride-1 ``Conv2DTranspose``, the same arithmetic).
+dense_units=16)``; ``performance.py`` asserts the parameter counts are equal. One detail of
+keras_ae's network differs from the keras-io notebook and is copied here so all three do the same
+work: the decoder starts with a Dense(16) (keras_ae mirrors the encoder's Dense). The output layer
+is the notebook's stride-1 3x3 ``Conv2DTranspose``, as in keras_ae.
 
 - :func:`keras_io_vae`: the plain-Keras pattern of the keras-io example: a ``Sampling`` layer,
   functional encoder/decoder models and a ``train_step`` with ``tf.GradientTape``, BCE on the
@@ -73,7 +73,7 @@ def keras_io_decoder(image_shape, latent_dim, widths, dense_units):
         x = layers.Conv2DTranspose(filters, 3, activation="relu", strides=2, padding="same")(x)
         if x.shape[1] != target_h or x.shape[2] != target_w:  # odd sizes (7 -> 4 -> 8): crop back to 7
             x = layers.Cropping2D(((0, x.shape[1] - target_h), (0, x.shape[2] - target_w)))(x)
-    outputs = layers.Conv2D(image_shape[-1], 3, activation="sigmoid", padding="same")(x)
+    outputs = layers.Conv2DTranspose(image_shape[-1], 3, activation="sigmoid", padding="same")(x)
     return keras.Model(latent_inputs, outputs, name="decoder")
 
 
@@ -151,7 +151,7 @@ def torch_vae(image_shape=(28, 28, 1), latent_dim=2, widths=(32, 64), dense_unit
                         nn.ReLU()]
                 in_channels, size = filters, target
             self.upsample = nn.Sequential(*ups)
-            self.logits = nn.Conv2d(in_channels, channels, 3, padding=1)
+            self.logits = nn.ConvTranspose2d(in_channels, channels, 3, padding=1)
 
         def encode(self, x):
             features = self.features(x)
