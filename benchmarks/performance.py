@@ -266,15 +266,21 @@ class Trainer:
 
 
 class KerasTrainer(Trainer):
-    """``model.fit`` on batches already in memory (a dataset of whole-batch tensor slices, repeated)."""
+    """``model.fit`` on batches already in memory (a dataset of whole-batch tensor slices, repeated).
+
+    The dataset carries keras_ae's pipeline options (no autotuner): with it, every ``fit`` call ended in a
+    wait of up to 2.5 s for the autotuner thread, which made timings of short runs meaningless.
+    """
 
     def __init__(self, model, x: np.ndarray, batch: int, y: np.ndarray | None = None):
         import tensorflow as tf
 
+        from keras_ae import data
+
         self.model, self.batch = model, batch
         xb = batched(x, batch)
         tensors = xb if y is None else (xb, batched(y, batch))
-        self.dataset = tf.data.Dataset.from_tensor_slices(tensors).repeat()
+        self.dataset = tf.data.Dataset.from_tensor_slices(tensors).repeat().with_options(data.pipeline_options())
 
     def train(self, steps: int) -> None:
         self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
@@ -597,7 +603,9 @@ def measure_pipeline(bench: Bench) -> dict:
     import tensorflow as tf
 
     x = bench.x
-    memory = tf.data.Dataset.from_tensor_slices(x).batch(BATCH).cache()
+    from keras_ae import data
+
+    memory = tf.data.Dataset.from_tensor_slices(x).batch(BATCH).cache().with_options(data.pipeline_options())
     feeds = {
         "splits.pipeline (cache, shuffle, batch, uint8->float map, prefetch)":
             lambda model: model.fit(bench.splits.pipeline("train", BATCH, seed=0), epochs=1, shuffle=False, verbose=0),

@@ -139,7 +139,7 @@ class DataSplits:
         return ds.prefetch(_PREFETCH_BATCHES)
 
 
-def _pipeline_options() -> tf.data.Options:
+def pipeline_options() -> tf.data.Options:
     """tf.data options of every pipeline: no autotuning.
 
     The autotuner's background thread sleeps in doubling intervals (10 ms, 20 ms, ... 2.56 s) and
@@ -153,7 +153,7 @@ def _pipeline_options() -> tf.data.Options:
     return options
 
 
-_PIPELINE_OPTIONS = _pipeline_options()
+_PIPELINE_OPTIONS = pipeline_options()
 _MAP_THREADS = os.cpu_count() or 1
 _PREFETCH_BATCHES = 2
 
