@@ -128,13 +128,33 @@ def wait_for_workers(config: dict, seconds: float) -> None:
         listener.close()
 
 
-def use_mixed_precision() -> bool:
-    """Turn on the mixed_float16 policy when a GPU is present; otherwise warn and stay in float32."""
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 dot products natively (x86 AVX512-BF16 or AMX-BF16 flags)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_mixed_precision() -> str:
+    """Set the fastest mixed-precision policy this machine has, and return its name.
+
+    A GPU: ``mixed_float16`` (Keras adds loss scaling). A CPU with native bfloat16 (AVX512-BF16,
+    AMX): ``mixed_bfloat16`` (conv VAE training 1.3x faster on such a 2-core CPU, BENCHMARKS.md).
+    Otherwise a warning and ``float32``. Variables and losses stay float32 under every policy.
+    """
     import keras
     import tensorflow as tf
 
-    if not tf.config.list_physical_devices("GPU"):
-        log.warning("warning: --mixed-precision needs a GPU and none was found; training in float32")
-        return False
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    return True
+    if tf.config.list_physical_devices("GPU"):
+        policy = "mixed_float16"
+    elif cpu_has_bfloat16():
+        policy = "mixed_bfloat16"
+    else:
+        log.warning("warning: --mixed-precision needs a GPU or a CPU with bfloat16 (AVX512-BF16, AMX) and this "
+                    "machine has neither; training in float32")
+        return "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy

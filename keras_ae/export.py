@@ -205,7 +205,7 @@ def serving_module(model, network: str, checked: bool):
     import tensorflow as tf
 
     main = MAIN_INPUT[network]
-    net, classes = getattr(model, network), model.num_classes
+    net, classes = float32_network(getattr(model, network)), model.num_classes
     shape = model.spec.input_shape if network == "encoder" else (model.spec.latent_dim,)
     specs = {main: tf.TensorSpec((None, *shape), tf.float32, name=main)}
     if classes:
@@ -215,7 +215,7 @@ def serving_module(model, network: str, checked: bool):
         if checked:
             inputs = _asserted(inputs, main, classes)
         x = [inputs[main], tf.one_hot(inputs["label"], classes)] if classes else inputs[main]
-        outputs = net(x, training=False)  # float16 under a mixed-precision policy: served as float32
+        outputs = net(x, training=False)
         if network == "encoder":
             return {head: tf.cast(value, tf.float32) for head, value in outputs.items()}
         return {"images": tf.sigmoid(tf.cast(outputs, tf.float32))}
@@ -225,6 +225,26 @@ def serving_module(model, network: str, checked: bool):
     module.network_variables = [variable.value for variable in net.variables]
     module.serve = tf.function(serve, autograph=False)
     return module, module.serve.get_concrete_function(**specs)
+
+
+def float32_network(net):
+    """``net`` itself when it computes in float32, else a float32 copy with the same weights.
+
+    A model trained under a mixed-precision policy computes in float16 or bfloat16; TFLite has no
+    bfloat16 kernels and servers expect float32, so exports always compute in float32 (its variables
+    were float32 all along, so nothing is lost).
+    """
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in net.layers):
+        return net
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(net, clone_function=float32_layer)
+    copy.set_weights(net.get_weights())
+    return copy
 
 
 def _asserted(inputs: dict, main: str, classes: int | None) -> dict:

@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--worker-timeout", type=float, default=60.0, metavar="SECONDS",
                        help="multi_worker: how long to wait for the other workers before giving up")
     where.add_argument("--mixed-precision", action="store_true",
-                       help="mixed_float16 on a GPU (loss scaling included); without a GPU: a warning, then float32")
+                       help="mixed_float16 on a GPU (loss scaling included), mixed_bfloat16 on a CPU with bfloat16 "
+                            "(AVX512-BF16, AMX); otherwise a warning, then float32")
     where.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
 
     out = parser.add_argument_group("output")
@@ -280,9 +281,9 @@ def _write_config(run_dir: Path, args, model, splits, strategy) -> None:
     from keras_ae.io import write_json
 
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")]
-    log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s; %d replica(s)", splits.name,
-             splits.source, len(splits.train), len(splits.validation), len(splits.test), splits.image_shape,
-             ", ".join(devices), strategy.num_replicas_in_sync)
+    log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s; %d replica(s); precision %s",
+             splits.name, splits.source, len(splits.train), len(splits.validation), len(splits.test),
+             splits.image_shape, ", ".join(devices), strategy.num_replicas_in_sync, model.dtype_policy.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {
         "options": vars(args), "model_config": model.get_config(), "model_class": type(model).__name__,

@@ -15,8 +15,10 @@ import pytest
 
 from conftest import REPO
 import keras_ae.models  # noqa: F401  (registers the classes for load_model)
+from keras_ae import distribute, export, generate
 from keras_ae.distribute import read_tf_config
 from keras_ae.errors import ConfigError
+from keras_ae.networks import NetworkSpec, build_decoder
 
 QUICK = ["--dataset", "digits", "--latent-dim", "4", "--widths", "32", "--batch-size", "64", "--seed", "3",
          "--no-evaluate", "--no-export", "--verbose", "0"]
@@ -109,13 +111,54 @@ def test_a_killed_run_resumes_from_its_last_epoch_and_finishes(tmp_path):
     keras.models.load_model(run_dir / "model.keras")
 
 
-def test_mixed_precision_without_a_gpu_warns_and_trains_in_float32(tmp_path):
-    result = subprocess.run(command(*QUICK, "--epochs", "1", "--mixed-precision", "--run-dir", str(tmp_path / "r")),
-                            capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_precision_without_gpu_or_bfloat16_warns_and_stays_float32(monkeypatch, restore_policy, caplog):
+    monkeypatch.setattr(distribute, "cpu_has_bfloat16", lambda: False)
+    assert distribute.use_mixed_precision() == "float32"
+    assert "needs a GPU or a CPU with bfloat16" in caplog.text
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_mixed_precision_on_a_bfloat16_cpu_is_mixed_bfloat16(monkeypatch, restore_policy):
+    monkeypatch.setattr(distribute, "cpu_has_bfloat16", lambda: True)
+    assert distribute.use_mixed_precision() == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+
+
+@pytest.mark.skipif(not distribute.cpu_has_bfloat16(), reason="this CPU has no native bfloat16")
+def test_a_bfloat16_run_trains_and_exports(tmp_path):
+    run_dir = tmp_path / "r"
+    flags = ["--model", "vae", "--arch", "conv", "--widths", "8,16", "--dataset", "digits", "--latent-dim", "4",
+             "--batch-size", "64", "--epochs", "2", "--mixed-precision", "--no-evaluate", "--run-dir", str(run_dir)]
+    result = subprocess.run(command(*flags), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "needs a GPU and none was found; training in float32" in result.stderr
-    model = keras.models.load_model(tmp_path / "r" / "model.keras")
+    assert "precision mixed_bfloat16" in result.stderr
+    assert losses(run_dir)[-1] < losses(run_dir)[0]
+    model = keras.models.load_model(run_dir / "model.keras")
     assert all(w.dtype == "float32" for w in model.get_weights())
+    (export_dir,) = (run_dir / "export").iterdir()  # TFLite has no bfloat16 kernels: this failed before
+    z = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
+    served = generate.load_decoder(export_dir, "tflite", "float32")(z)
+    assert np.abs(served - np.asarray(model.decode(z))).max() < 1e-5
+
+
+def test_exports_compute_in_float32_whatever_the_training_policy(restore_policy):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    mixed = build_decoder(NetworkSpec((8, 8, 1), 4, "conv", (8, 16)))
+    keras.mixed_precision.set_global_policy("float32")
+    exact = build_decoder(NetworkSpec((8, 8, 1), 4, "conv", (8, 16)))
+    exact.set_weights(mixed.get_weights())
+    copy = export.float32_network(mixed)
+    assert {layer.dtype_policy.compute_dtype for layer in copy.layers} == {"float32"}
+    assert export.float32_network(exact) is exact
+    z = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
+    assert np.array_equal(np.asarray(copy(z)), np.asarray(exact(z)))
+    assert 0 < np.abs(np.asarray(copy(z)) - np.asarray(mixed(z), dtype="float32")).max() < 0.05
 
 
 @pytest.mark.parametrize("text,needle", [
