@@ -28,8 +28,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from performance import BATCH, IMAGE_SHAPE, KerasTrainer, check_repeats, keras_ae_vae  # noqa: E402
-from performance import compiled, table  # noqa: E402
+from performance import (
+    BATCH,
+    IMAGE_SHAPE,
+    KerasTrainer,
+    check_repeats,
+    compiled,
+    keras_ae_vae,
+    table,
+)
 
 
 def op_stats(logdir: Path) -> list[dict]:
