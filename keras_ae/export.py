@@ -9,17 +9,22 @@ writes ``<root>/<name>/`` (root: ``RUN_DIR/export``, name: the run folder's name
                                     -> z, or z_mean and z_log_var (VAEs)
     decoder/<version>/              SavedModel, serving_default: z float32 [-1, latent] (+ label int32 [-1])
                                     -> images float32 [-1, H, W, C] in [0, 1]
-    decoder.tflite                  float32
+    decoder.tflite                  float32, one code per call: z [1, latent] (+ label [1])
     decoder_float16.tflite          float16 weights
     decoder_dynamic_int8.tflite     int8 weights, float activations (dynamic range)
     decoder_int8.tflite             int8 weights and activations; float32 input and output tensors
-    encoder.tflite                  float32
+    encoder.tflite                  float32, one image per call
     metadata.json                   what a client needs: shapes, how to sample codes, signatures, digests
 
 Labels of a conditional model are int32 class ids; the one-hot encoding and the sigmoid of the
 decoder's logits happen inside every artifact. The SavedModel signatures assert their inputs (finite
 codes, pixels in [0, 1], labels in range, one label per row) and fail with a message saying so;
 TFLite has no assertion op, so :mod:`keras_ae.generate` checks inputs before they reach a model.
+
+TFLite files have a fixed batch of 1 (the on-device case; :mod:`keras_ae.generate` feeds longer
+batches row by row): with every shape static, XNNPACK runs the whole graph, while a dynamic batch
+leaves the transposed convolutions to TFLite's slower reference-shape kernels (conv decoder of the
+keras-io VAE, batch 1: 0.15 ms instead of 0.37 ms, BENCHMARKS.md).
 
 Every artifact's sha256 and size are in metadata.json; a SavedModel folder's sha256 is that of a
 manifest of its files (see :func:`keras_ae.generate.describe_artifact`), each file also listed.
@@ -54,7 +59,7 @@ from keras_ae.io import write_json
 from keras_ae.latent import gaussian_fit
 
 CALIBRATION_CODES = 512  # codes (and labels) that calibrate the activations of the full-int8 decoder
-CALIBRATION_BATCH = 32
+TFLITE_BATCH = 1
 VAE_HEADS = ("z_mean", "z_log_var")
 CONFIG_KEYS = {"options": dict, "model_class": str, "data": dict, "versions": dict}  # what export reads
 QUANTIZATION = {
@@ -195,21 +200,22 @@ def _code_distribution(model, train_split) -> tuple[dict, dict]:
 # ---------------------------------------------------------------- serving functions and artifacts
 
 
-def serving_module(model, network: str, checked: bool):
+def serving_module(model, network: str, checked: bool, batch: int | None = None):
     """(tf.Module, concrete function) serving ``model.encoder`` or ``model.decoder`` with named tensors.
 
     Inputs: ``images`` [-1, H, W, C] (encoder) or ``z`` [-1, latent] (decoder), plus ``label`` int32
     [-1] for a conditional model (one-hot inside). Outputs: the encoder's heads, or the decoder's
-    ``images`` = sigmoid(logits). ``checked`` adds assertions on the inputs (for SavedModels).
+    ``images`` = sigmoid(logits). ``checked`` adds assertions on the inputs (for SavedModels);
+    ``batch`` fixes the batch size (None: any).
     """
     import tensorflow as tf
 
     main = MAIN_INPUT[network]
     net, classes = float32_network(getattr(model, network)), model.num_classes
     shape = model.spec.input_shape if network == "encoder" else (model.spec.latent_dim,)
-    specs = {main: tf.TensorSpec((None, *shape), tf.float32, name=main)}
+    specs = {main: tf.TensorSpec((batch, *shape), tf.float32, name=main)}
     if classes:
-        specs["label"] = tf.TensorSpec((None,), tf.int32, name="label")
+        specs["label"] = tf.TensorSpec((batch,), tf.int32, name="label")
 
     def serve(**inputs):
         if checked:
@@ -275,7 +281,7 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
         tf.saved_model.save(module, str(staging / network / str(version)), signatures={SIGNATURE: function})
         signatures[network] = _describe_signature(function)
         variants = VARIANTS if network == "decoder" and quantize else ("float32",)
-        module, function = serving_module(model, network, checked=False)
+        module, function = serving_module(model, network, checked=False, batch=TFLITE_BATCH)
         for variant in variants:
             (staging / _tflite_name(network, variant)).write_bytes(_tflite(module, function, variant, calibration))
     return signatures
@@ -294,8 +300,8 @@ def _tflite(module, function, variant: str, calibration: dict) -> bytes:
     if variant == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.representative_dataset = lambda: (
-            {key: value[i:i + CALIBRATION_BATCH] for key, value in calibration.items()}
-            for i in range(0, len(calibration["z"]), CALIBRATION_BATCH))
+            {key: value[i:i + TFLITE_BATCH] for key, value in calibration.items()}
+            for i in range(0, len(calibration["z"]), TFLITE_BATCH))
         # inference_input_type / inference_output_type stay float32: clients feed float codes.
     with warnings.catch_warnings():  # the calibrator runs the deprecated tf.lite.Interpreter
         warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
