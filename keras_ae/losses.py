@@ -26,8 +26,8 @@ def squared_error(x, x_hat):
 
 def bernoulli_nll(x, logits):
     """-log p(x | logits) per image, in nats, for pixels in [0, 1] (binary cross-entropy on logits)."""
-    # Stable form of -[x log sigmoid(l) + (1 - x) log(1 - sigmoid(l))].
-    per_pixel = ops.maximum(logits, 0.0) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+    # -[x log sigmoid(l) + (1 - x) log(1 - sigmoid(l))] = softplus(l) - x l; softplus is one stable kernel.
+    per_pixel = ops.softplus(logits) - logits * x
     return _sum_per_example(per_pixel)
 
 
