@@ -23,7 +23,7 @@ TFLite has no assertion op, so :mod:`keras_ae.generate` checks inputs before the
 
 TFLite files have a fixed batch of 1 (the on-device case; :mod:`keras_ae.generate` feeds longer
 batches row by row): with every shape static, XNNPACK runs the whole graph, while a dynamic batch
-leaves the transposed convolutions to TFLite's slower reference-shape kernels (conv decoder of the
+leaves the transposed convolutions to TFLite's own, slower kernels (conv decoder of the
 keras-io VAE, batch 1: 0.15 ms instead of 0.37 ms, BENCHMARKS.md).
 
 Every artifact's sha256 and size are in metadata.json; a SavedModel folder's sha256 is that of a
