@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
 
 import keras
 
-from keras_ae.io import atomic_path, write_json
+from keras_ae.io import atomic_path, read_json, write_json
 
 
 class Backup(keras.callbacks.Callback):
@@ -36,7 +35,7 @@ class Backup(keras.callbacks.Callback):
         """The file of the last good epoch, if any."""
         if not self.state_path.is_file():
             return None
-        return self.folder / json.loads(self.state_path.read_text())["file"]
+        return self.folder / read_json(self.state_path)["file"]
 
     def restore(self, model) -> int:
         """Load the last good epoch into ``model`` (compiled); return the number of epochs it had run."""
@@ -44,7 +43,7 @@ class Backup(keras.callbacks.Callback):
             return 0
         model.optimizer.build(model.trainable_variables)
         model.load_weights(self.checkpoint)
-        self.epoch = json.loads(self.state_path.read_text())["epoch"]
+        self.epoch = read_json(self.state_path)["epoch"]
         return self.epoch
 
     def on_epoch_end(self, epoch, logs=None):

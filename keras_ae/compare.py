@@ -7,22 +7,16 @@ Each run folder must hold the ``report.json`` written by ``python -m keras_ae.ev
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from keras_ae.errors import KerasAEError, exit_code
 from keras_ae.evaluate import markdown_table, summary_row
+from keras_ae.io import read_json
 
 
 def read_report(folder) -> dict:
-    path = Path(folder) / "report.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KerasAEError(f"{path}: not found; run python -m keras_ae.evaluate {folder} first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise KerasAEError(f"{path}: unreadable ({error})") from None
+    return read_json(Path(folder) / "report.json", KerasAEError, f"run python -m keras_ae.evaluate {folder} first")
 
 
 def comparison_table(folders) -> str:

@@ -142,7 +142,7 @@ def use_mixed_precision() -> str:
     """Set the fastest mixed-precision policy this machine has, and return its name.
 
     A GPU: ``mixed_float16`` (Keras adds loss scaling). A CPU with native bfloat16 (AVX512-BF16,
-    AMX): ``mixed_bfloat16`` (conv VAE training 1.3x faster on such a 2-core CPU, BENCHMARKS.md).
+    AMX): ``mixed_bfloat16`` (its speed-up is in BENCHMARKS.md).
     Otherwise a warning and ``float32``. Variables and losses stay float32 under every policy.
     """
     import keras

@@ -13,32 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from keras_ae import figures as figure_lib
 from keras_ae import losses
 from keras_ae.errors import exit_code
+from keras_ae.models.base import in_batches
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
-
-
-def _batches(x, labels=None, batch_size: int = 256):
-    for start in range(0, len(x), batch_size):
-        yield x[start:start + batch_size], None if labels is None else labels[start:start + batch_size]
-
-
-def _concat(model_fn, x, labels=None, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([np.asarray(model_fn(b, y)) for b, y in _batches(x, labels, batch_size)])
-
-
-def codes(model, x, labels=None) -> np.ndarray:
-    """The deterministic codes (a VAE's posterior means) of images ``x``."""
-    return _concat(model.encode, x, labels)
 
 
 def capped_psnr(x, x_hat) -> np.ndarray:
@@ -49,66 +36,28 @@ def capped_psnr(x, x_hat) -> np.ndarray:
 # ---- reconstruction ---------------------------------------------------------------------------------
 def reconstruction_metrics(model, x, labels=None) -> dict:
     """Squared error per image (summed over pixels), MSE per pixel, Bernoulli cross-entropy per image (nats), PSNR."""
-    reconstructed = np.clip(_concat(model.reconstruct, x, labels), 1e-7, 1 - 1e-7)
+    reconstructed = np.clip(in_batches(model.reconstruct, x, labels), 1e-7, 1 - 1e-7)
     squared = np.asarray(losses.squared_error(x, reconstructed))
     cross_entropy = -(x * np.log(reconstructed) + (1 - x) * np.log(1 - reconstructed)).reshape(len(x), -1).sum(1)
     return {"squared_error": float(squared.mean()), "mse": float(squared.mean() / np.prod(x.shape[1:])),
             "cross_entropy": float(cross_entropy.mean()), "psnr": float(capped_psnr(x, reconstructed).mean())}
 
 
-def outlier_scores(model, x, labels=None) -> np.ndarray:
-    """Per-image outlier score: -ELBO in nats for a VAE, the squared reconstruction error otherwise."""
-    if hasattr(model, "posterior"):
-        return -_concat(lambda b, y: per_image_elbo(model, b, y), x, labels)
-    return _concat(lambda b, y: losses.squared_error(b, model.reconstruct(b, y)), x, labels)
-
-
-# ---- VAE likelihoods --------------------------------------------------------------------------------
-def per_image_elbo(model, x, labels=None):
-    """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + closed-form KL)."""
-    from keras_ae.models.vae import reparameterize
-
-    mean, log_var = model.posterior(x, labels)
-    z = reparameterize(mean, log_var, None)
-    reconstruction = model.reconstruction_error(x, model.decode_logits(z, labels))
-    return -(np.asarray(reconstruction) + np.asarray(losses.kl_to_standard_normal(mean, log_var)))
-
-
-def vae_metrics(model, x, labels=None, iwae_samples: int = 100, elbo_samples: int = 5, seed: int = 0) -> dict:
-    """ELBO and importance-weighted log p(x) in nats per image, KL, and active units, on the test images.
-
-    A model trained with dynamic binarization is scored on one fixed binarization of ``x`` (seeded).
-    Active units follow Burda et al. 2015: Var_x(E_q[z_u]) > 0.01 over the test set.
-    """
-    from keras_ae.models.vae import ACTIVE_UNIT_THRESHOLD
-
-    if model.binarize:
-        x = (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
-    elbo = np.mean([_concat(lambda b, y: per_image_elbo(model, b, y), x, labels).mean() for _ in range(elbo_samples)])
-    iwae = _concat(lambda b, y: model.importance_weighted_log_likelihood(b, y, iwae_samples, chunk=100), x,
-                   labels, batch_size=50)
-    means = codes(model, x, labels)
-    log_vars = _concat(lambda b, y: model.posterior(b, y)[1], x, labels)
-    kl = np.asarray(losses.kl_to_standard_normal(means, log_vars))
-    return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": iwae_samples,
-            "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
-            "kl": float(kl.mean()), "active_units": int((means.var(axis=0) > ACTIVE_UNIT_THRESHOLD).sum()),
-            "binarized": bool(model.binarize)}
-
-
 # ---- properties of the code --------------------------------------------------------------------------
 def zero_fraction(model, x, labels=None, threshold: float = 1e-3) -> float:
     """Fraction of code entries with |z| <= threshold over the images ``x``."""
-    return float(np.mean(np.abs(codes(model, x, labels)) <= threshold))
+    return float(np.mean(np.abs(model.codes(x, labels)) <= threshold))
 
 
 def jacobian_norm(model, x, labels=None, batch_size: int = 32) -> float:
     """Mean over images of the exact Frobenius norm of the encoder Jacobian dz/dx."""
     import tensorflow as tf
 
-    squared_norm = tf.function(lambda b, y: losses.code_and_jacobian_sq(lambda i: model.encode(i, y), b, "exact")[1],
+    from keras_ae.models.contractive import code_and_jacobian_sq
+
+    squared_norm = tf.function(lambda b, y: code_and_jacobian_sq(lambda i: model.encode(i, y), b, "exact")[1],
                                reduce_retracing=True)
-    return float(np.sqrt(_concat(squared_norm, x.astype("float32"), labels, batch_size)).mean())
+    return float(np.sqrt(in_batches(squared_norm, x.astype("float32"), labels, batch_size)).mean())
 
 
 def denoising_psnr(model, x, noise: str, level: float, labels=None, seed: int = 0) -> dict:
@@ -121,7 +70,7 @@ def denoising_psnr(model, x, noise: str, level: float, labels=None, seed: int = 
     from keras_ae.models.denoising import corrupt
 
     noisy = np.asarray(corrupt(x, noise, level, keras.random.SeedGenerator(seed)))
-    restored = _concat(model.reconstruct, noisy, labels)
+    restored = in_batches(model.reconstruct, noisy, labels)
     corrupted_psnr, restored_psnr = float(capped_psnr(x, noisy).mean()), float(capped_psnr(x, restored).mean())
     return {"corrupted": corrupted_psnr, "restored": restored_psnr, "gain": restored_psnr - corrupted_psnr}
 
@@ -145,10 +94,10 @@ def latent_probe(model, train_x, train_y, test_x, test_y) -> dict:
     """The probe on the model's codes, on raw pixels, and on PCA codes of the same size (fitted on train)."""
     from sklearn.decomposition import PCA
 
-    size = min(model.spec.latent_dim, train_x[0].size, len(train_x))
+    size = min(model.latent_dim, train_x[0].size, len(train_x))
     pca = PCA(size, random_state=0).fit(train_x.reshape(len(train_x), -1))
     project = lambda a: pca.transform(a.reshape(len(a), -1))  # noqa: E731
-    return {"codes": probe_accuracy(codes(model, train_x, train_y), train_y, codes(model, test_x, test_y), test_y),
+    return {"codes": probe_accuracy(model.codes(train_x, train_y), train_y, model.codes(test_x, test_y), test_y),
             "pixels": probe_accuracy(train_x, train_y, test_x, test_y),
             f"pca_{size}": probe_accuracy(project(train_x), train_y, project(test_x), test_y)}
 
@@ -163,13 +112,13 @@ def roc_auc(inlier_scores, outlier_scores) -> float:
 
 
 def outlier_detection(model, x, labels=None, seed: int = 0) -> dict:
-    """ROC AUC of the model's outlier score for test images against uniform-noise images, inverted images
-    (1 - x) and upside-down images (harder: a 0, 1 or 8 stays a plausible digit)."""
+    """ROC AUC of the model's outlier score (``model.outlier_score``) for test images against uniform-noise
+    images, inverted images (1 - x) and upside-down images (harder: a 0, 1 or 8 stays a plausible digit)."""
     rng = np.random.default_rng(seed)
-    inliers = outlier_scores(model, x, labels)
+    inliers = in_batches(model.outlier_score, x, labels)
     others = {"noise": rng.random(x.shape).astype("float32"), "inverted": (1.0 - x).astype("float32"),
               "upside_down": np.ascontiguousarray(x[:, ::-1])}
-    return {name: roc_auc(inliers, outlier_scores(model, images, labels)) for name, images in others.items()}
+    return {name: roc_auc(inliers, in_batches(model.outlier_score, images, labels)) for name, images in others.items()}
 
 
 def compression(model, x, labels=None) -> dict:
@@ -180,13 +129,13 @@ def compression(model, x, labels=None) -> dict:
     """
     from keras_ae import latent
 
-    z = codes(model, x, labels)
+    z = model.codes(x, labels)
     integers, low, step = latent.quantize(z, bits=8)
     stored = {"float32": (z, 4), "float16": (z.astype("float16").astype("float32"), 2),
               "int8": (latent.dequantize(integers, low, step), 1)}
     result = {"raw_bytes": int(np.prod(x.shape[1:]))}
     for name, (decodable, width) in stored.items():
-        restored = _concat(model.decode, decodable, labels)
+        restored = in_batches(model.decode, decodable, labels)
         result[name] = {"bytes": int(width * z.shape[1]), "psnr": float(capped_psnr(x, restored).mean())}
     return result
 
@@ -206,9 +155,11 @@ def evaluate(run, iwae_samples: int = 100, probe_limit: int = 5000, jacobian_ima
                "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
                              for noise, level in CORRUPTIONS.items()},
                "outlier_auc": outlier_detection(model, test_x, labels),
+               "outlier_score": model.outlier_score_name,
                "compression": compression(model, test_x, labels)}
-    if hasattr(model, "posterior"):
-        metrics["vae"] = vae_metrics(model, test_x, labels, iwae_samples=iwae_samples)
+    likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)
+    if likelihood is not None:
+        metrics["likelihood"] = likelihood
     if test_y is None or train_y is None:
         notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
     else:
@@ -216,14 +167,15 @@ def evaluate(run, iwae_samples: int = 100, probe_limit: int = 5000, jacobian_ima
         metrics["probe"] = latent_probe(model, train_x[keep], train_y[keep], test_x, test_y)
     return {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
             "dataset": {"name": splits.name, "source": splits.source, "test_images": len(test_x)},
-            "architecture": getattr(model, "architecture", model.spec.arch), "latent_dim": model.spec.latent_dim,
+            "architecture": model.architecture, "latent_dim": model.latent_dim,
             "metrics": metrics, "notes": notes}
 
 
 def summary_row(report: dict) -> dict:
     """The headline figures of a report, as one row of the comparison table."""
     metrics, options = report["metrics"], report["options"]
-    row = {"run": Path(report["run"]).name, "model": options["model"], "arch": report["architecture"],
+    row = {"run": Path(report["run"]).name, "model": options.get("model") or report["model"],
+           "arch": report["architecture"],
            "latent": report["latent_dim"],
            "test squared error": metrics["reconstruction"]["squared_error"],
            "PSNR (dB)": metrics["reconstruction"]["psnr"]}
@@ -239,8 +191,8 @@ def summary_row(report: dict) -> dict:
     row["‖dz/dx‖_F"] = metrics["jacobian_norm"]
     row["denoising gain, Gaussian / mask (dB)"] = (f"{metrics['denoising']['gaussian']['gain']:+.2f} / "
                                                    f"{metrics['denoising']['mask']['gain']:+.2f}")
-    if "vae" in metrics:
-        row["ELBO / IWAE (nats)"] = f"{metrics['vae']['elbo']:.2f} / {metrics['vae']['iwae']:.2f}"
+    if "likelihood" in metrics:
+        row["ELBO / IWAE (nats)"] = f"{metrics['likelihood']['elbo']:.2f} / {metrics['likelihood']['iwae']:.2f}"
     return row
 
 
@@ -274,8 +226,6 @@ def write_report(run, report: dict, figures: list[str]) -> None:
 
 def report_run(run, iwae_samples: int = 100, figures: bool = True) -> dict:
     """Evaluate a loaded run and write its report and figures; returns the report."""
-    from keras_ae import figures as figure_lib
-
     report = evaluate(run, iwae_samples=iwae_samples)
     written = []
     if figures:

@@ -1,47 +1,46 @@
-"""Export a trained run for serving: TF Serving SavedModels, TFLite decoders and a metadata.json.
+"""Export a trained model for serving: TF Serving SavedModels, TFLite files and a metadata.json per version.
 
-    python -m keras_ae.export runs/vae-conv-mnist [--out EXPORT_ROOT] [--version N] [--name NAME]
+    python -m keras_ae.export runs/vae-conv-mnist [--out export] [--name NAME] [--version N]
 
-writes ``<root>/<name>/`` (root: ``RUN_DIR/export``, name: the run folder's name)::
+writes version N (default: the next free one) of ``<out>/<name>/`` (out: ``export``, name: the run
+folder's name), in the layout of :mod:`keras_ae.serving`::
 
-    encoder/<version>/              SavedModel, signature serving_default:
+    encoder/<N>/                    SavedModel, signature serving_default:
                                     images float32 [-1, H, W, C] in [0, 1] (+ label int32 [-1])
                                     -> z, or z_mean and z_log_var (VAEs)
-    decoder/<version>/              SavedModel, serving_default: z float32 [-1, latent] (+ label int32 [-1])
+    decoder/<N>/                    SavedModel, serving_default: z float32 [-1, latent] (+ label int32 [-1])
                                     -> images float32 [-1, H, W, C] in [0, 1]
-    decoder.tflite                  float32, one code per call: z [1, latent] (+ label [1])
-    decoder_float16.tflite          float16 weights
-    decoder_dynamic_int8.tflite     int8 weights, float activations (dynamic range)
-    decoder_int8.tflite             int8 weights and activations; float32 input and output tensors
-    encoder.tflite                  float32, one image per call
-    metadata.json                   what a client needs: shapes, how to sample codes, signatures, digests
+    <N>/decoder.tflite              float32, one code per call: z [1, latent] (+ label [1])
+    <N>/decoder_float16.tflite      float16 weights
+    <N>/decoder_dynamic_int8.tflite int8 weights, float activations (dynamic range)
+    <N>/decoder_int8.tflite         int8 weights and activations; float32 input and output tensors
+    <N>/encoder.tflite              float32, one image per call
+    <N>/metadata.json               what a client needs: shapes, the prior to sample codes from, signatures,
+                                    digests of every artifact of version N
+
+From Python, :func:`export_model` exports a model in memory (your own networks included) and
+:func:`export_run` the model of a run folder; ``model.export(path)`` is Keras's own export of the whole
+autoencoder (images -> reconstructions) as one SavedModel, without this layout.
 
 Labels of a conditional model are int32 class ids; the one-hot encoding and the sigmoid of the
 decoder's logits happen inside every artifact. The SavedModel signatures assert their inputs (finite
 codes, pixels in [0, 1], labels in range, one label per row) and fail with a message saying so;
 TFLite has no assertion op, so :mod:`keras_ae.generate` checks inputs before they reach a model.
+TFLite files have a fixed batch of 1 (the on-device case): with every shape static, XNNPACK runs the
+whole graph (the latencies are in BENCHMARKS.md); :mod:`keras_ae.generate` feeds longer batches row by row.
 
-TFLite files have a fixed batch of 1 (the on-device case; :mod:`keras_ae.generate` feeds longer
-batches row by row): with every shape static, XNNPACK runs the whole graph, while a dynamic batch
-leaves the transposed convolutions to TFLite's own, slower kernels (conv decoder of the
-keras-io VAE, batch 1: 0.15 ms instead of 0.37 ms, BENCHMARKS.md).
-
+The codes that calibrate the full-int8 decoder are drawn from the model's prior, as a client draws them.
 Every artifact's sha256 and size are in metadata.json; a SavedModel folder's sha256 is that of a
-manifest of its files (see :func:`keras_ae.generate.describe_artifact`), each file also listed.
-metadata.json and the .tflite files describe the latest export; older SavedModel versions stay.
-
-The export is atomic: everything is built in a hidden ``<root>/<name>/.tmp-*`` folder (outside the
-``encoder/`` and ``decoder/`` base paths a model server watches), then renamed into place version
-folders first and metadata.json last, so a server never sees a half-written version and a failed
-export leaves nothing behind.
+manifest of its files (see :func:`keras_ae.serving.describe_artifact`). The export is staged in a hidden
+``<out>/<name>/.tmp-*`` folder, then renamed into place: the SavedModel versions first, the ``<N>/``
+folder (TFLite files and metadata.json) last, so a version is complete once its metadata.json exists,
+and a failed export leaves nothing behind. Nothing of an earlier version is ever overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
-import json
 import os
 import shutil
 import sys
@@ -51,150 +50,123 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ae import __version__
-from keras_ae.errors import DataError, KerasAEError, exit_code
-from keras_ae.evaluate import codes as encode_all
-from keras_ae.generate import FORMAT_VERSION, MAIN_INPUT, SIGNATURE, VARIANTS, describe_artifact, one_line
-from keras_ae.io import write_json
-from keras_ae.latent import gaussian_fit
+from keras_ae import __version__, serving
+from keras_ae.errors import KerasAEError, exit_code, one_line
+from keras_ae.io import read_json, write_json
+from keras_ae.serving import MAIN_INPUT, SIGNATURE, VARIANTS
 
 CALIBRATION_CODES = 512  # codes (and labels) that calibrate the activations of the full-int8 decoder
 TFLITE_BATCH = 1
-VAE_HEADS = ("z_mean", "z_log_var")
+DEFAULT_ROOT = "export"
 CONFIG_KEYS = {"options": dict, "model_class": str, "data": dict, "versions": dict}  # what export reads
 QUANTIZATION = {
     "float32": "none",
     "float16": "float16 weights, float32 computation",
     "dynamic_int8": "int8 weights, activations quantized on the fly (dynamic range)",
-    "int8": "int8 weights and activations, calibrated on codes; float32 input and output tensors",
+    "int8": "int8 weights and activations, calibrated on codes of the prior; float32 input and output tensors",
 }
 
 
 class ExportError(KerasAEError):
-    """A run folder cannot be exported, or the export would overwrite an existing version."""
+    """A model or run folder cannot be exported, or the export would overwrite an existing version."""
 
 
-def export_run(run_dir, out_dir=None, version: int | None = None, name: str | None = None,
-               quantize: bool = True) -> Path:
-    """Export the run in ``run_dir`` to ``<out_dir>/<name>/`` (see the module docstring); return that folder.
+def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: int | None = None,
+                 quantize: bool = True, about: dict | None = None) -> Path:
+    """Export ``model`` (any zoo model, in memory) as version ``version`` of ``<out_dir>/<name>``.
 
     ``version=None`` takes the next free version number (1 for a first export), so re-exporting a
-    retrained run adds a version a model server picks up. ``quantize=False`` writes only the float32
-    TFLite decoder and encoder.
+    retrained model adds a version a model server picks up. ``quantize=False`` writes only the
+    float32 TFLite decoder and encoder. ``about`` adds entries to metadata.json (export_run gives the
+    run's dataset and test metrics). Returns the version's folder ``<out_dir>/<name>/<version>``.
     """
-    run_dir = Path(run_dir)
-    name = name or run_dir.resolve().name
-    if version is None:
-        version = 1 + max(_versions(Path(out_dir or run_dir / "export") / name), default=0)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ExportError(f"version must be an integer >= 1, got {version!r}")
+    from keras_ae.models import Autoencoder
+
+    if not isinstance(model, Autoencoder):
+        raise ExportError(f"{type(model).__name__} is not a keras_ae autoencoder")
+    if not model.prior.fitted:
+        raise ExportError(f"{model.name}'s prior is not fitted: train it first (fit fits it) or call fit_prior")
+    name = name or model.name
     if not name or name.startswith(".") or Path(name).name != name:
         raise ExportError(f"export name must be a plain folder name, got {name!r}")
-    export_dir = Path(out_dir or run_dir / "export") / name
-    _check_version_is_new(export_dir, version)
-    model, config, results, train_split = _read_run(run_dir)
-    sampling, calibration = _code_distribution(model, train_split)
-
-    export_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=export_dir))
-    try:
-        signatures = _write_artifacts(model, staging, version, calibration, quantize)
-        artifacts = {rel: {**_artifact_kind(rel), **describe_artifact(staging / rel)}
-                     for rel in _staged(staging, version)}
-        write_json(staging / "metadata.json",
-                   _metadata(model, config, results, name, version, sampling, signatures, artifacts))
-        for rel in [*artifacts, "metadata.json"]:
-            (export_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, export_dir / rel)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return export_dir
-
-
-# ---------------------------------------------------------------- the run folder
-
-
-def _versions(export_dir: Path) -> list[int]:
-    """The SavedModel version numbers already in an export folder (encoder or decoder)."""
-    return [int(p.name) for network in MAIN_INPUT for p in (export_dir / network).glob("*") if p.name.isdigit()]
-
-
-def _check_version_is_new(export_dir: Path, version: int) -> None:
-    taken = [path for path in (export_dir / network / str(version) for network in MAIN_INPUT) if path.exists()]
+    model_dir = Path(out_dir) / name
+    if version is None:
+        version = 1 + max(serving.versions(model_dir), default=0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ExportError(f"version must be an integer >= 1, got {version!r}")
+    taken = [model_dir / rel for rel in _commit_order(version) if (model_dir / rel).exists()]
     if taken:
         raise ExportError(f"{taken[0]} already exists and is never overwritten; "
-                          f"export with --version {max(_versions(export_dir)) + 1}")
+                          f"export with --version {max(serving.versions(model_dir)) + 1}")
 
-
-def _read_run(run_dir: Path):
-    """(model, config, results or None, training split or None) of a finished run; ExportError naming the file.
-
-    The training split is reloaded (as config.json says) only for plain autoencoders, whose code
-    distribution is fitted on it.
-    """
-    from keras_ae.models import Autoencoder, model_class
-    from keras_ae.runs import load_run, read_config
-
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
     try:
-        config = read_config(run_dir)
+        signatures = _write_artifacts(model, staging, version, _calibration(model), quantize)
+        artifacts = {rel: {**_artifact_kind(rel, version), **serving.describe_artifact(staging / rel)}
+                     for rel in _staged(staging, version)}
+        write_json(staging / serving.metadata_path(version),
+                   _metadata(model, name, version, signatures, artifacts, about or {}))
+        for rel in _commit_order(version):
+            (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / rel, model_dir / rel)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return model_dir / str(version)
+
+
+def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: str | None = None,
+               quantize: bool = True) -> Path:
+    """Export the model of a run folder (see :func:`export_model`; name: the run folder's name) and
+    record where it went in the run's exports.json. Returns the version's folder."""
+    from keras_ae import runs
+
+    run_dir = Path(run_dir)
+    try:
+        config = runs.read_config(run_dir)
         _check_config(config, run_dir / "config.json")
-        run = load_run(run_dir, with_data=model_class(config["options"].get("model")).heads != VAE_HEADS)
-    except DataError as error:
-        raise ExportError(f"cannot reload the training split of {run_dir} (the code distribution of a plain "
-                          f"autoencoder is fitted on it): {one_line(error)}") from None
+        model = runs.load_run(run_dir, with_data=False).model
+    except ExportError:
+        raise
     except KerasAEError as error:
         raise ExportError(one_line(error)) from None
-    if not isinstance(run.model, Autoencoder):
-        raise ExportError(f"{run_dir / 'model.keras'} holds a {type(run.model).__name__}, not a keras_ae autoencoder")
-    if run.splits is not None and run.splits.image_shape != run.model.spec.input_shape:
-        raise ExportError(f"the training split of {run_dir} now has images of shape {run.splits.image_shape}, "
-                          f"the model takes {run.model.spec.input_shape}")
-    train_split = None if run.splits is None else run.splits.arrays("train")
-    return run.model, config, _read_results(run_dir / "results.json"), train_split
+    results_path = run_dir / "results.json"
+    about = {"model": config["options"].get("model"), "dataset": config["data"], "trained_with": config["versions"],
+             "metrics": read_json(results_path, ExportError) if results_path.is_file() else None}
+    version_dir = export_model(model, out_dir, name or run_dir.resolve().name, version, quantize, about)
+    runs.record_export(run_dir, version_dir.parent, int(version_dir.name))
+    return version_dir
+
+
+def _commit_order(version: int) -> list[str]:
+    """What an export renames into place, in order: the SavedModels, then the version folder with metadata.json."""
+    return [serving.saved_model_path(network, version) for network in MAIN_INPUT] + [str(version)]
 
 
 def _check_config(config: dict, path: Path) -> None:
-    """An ExportError unless ``config`` has what export reads and comes from this major version of keras_ae."""
+    """An ExportError unless ``config`` has what export reads and comes from this format of keras_ae."""
     missing = [key for key, kind in CONFIG_KEYS.items() if not isinstance(config.get(key), kind)]
     if missing:
         raise ExportError(f"{path} is corrupt: it lacks {', '.join(missing)}")
     trained = str(config["versions"].get("keras_ae"))
-    if trained.split(".")[0] != __version__.split(".")[0]:
-        raise ExportError(f"{path} says keras_ae {trained}; this is keras_ae {__version__} "
-                          "(another major version): export it with the keras_ae that trained it")
+    if _series(trained) != _series(__version__):
+        raise ExportError(f"{path} says keras_ae {trained}; this is keras_ae {__version__}, which reads other "
+                          "run folders: export it with the keras_ae that trained it")
 
 
-def _read_results(path: Path) -> dict | None:
-    """The run's test metrics (results.json), or None when training wrote none."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, RecursionError) as error:  # ValueError: bad UTF-8 or JSON, an int of > 4300 digits
-        raise ExportError(f"{path} is corrupt: {one_line(error)}") from None
+def _series(version: str) -> tuple:
+    """The part of a version that changes when run folders change: major, or major.minor before 1.0."""
+    parts = version.split(".")
+    return tuple(parts[:2]) if parts[0] == "0" else tuple(parts[:1])
 
 
-def _code_distribution(model, train_split) -> tuple[dict, dict]:
-    """How clients sample codes (metadata's ``sampling``), and calibration inputs for the int8 decoder.
-
-    VAEs sample their N(0, I) prior. A plain autoencoder has no prior: clients sample the Gaussian
-    fitted to the codes of its training split, and the int8 decoder is calibrated on those codes.
-    """
-    rng = np.random.default_rng(0)
-    latent = model.spec.latent_dim
-    if tuple(model.heads) == VAE_HEADS:
-        sampling = {"prior": "normal", "mean": [0.0] * latent, "std": [1.0] * latent}
-        codes = rng.standard_normal((CALIBRATION_CODES, latent)).astype(np.float32)
-    else:
-        train_codes = encode_all(model, *train_split)
-        mean, covariance = gaussian_fit(train_codes)
-        sampling = {"prior": "empirical_gaussian", "mean": mean.tolist(), "covariance": covariance.tolist(),
-                    "fitted_on": f"codes of the {len(train_codes)} images of the training split"}
-        codes = train_codes[rng.permutation(len(train_codes))[:CALIBRATION_CODES]].astype(np.float32)
+def _calibration(model) -> dict:
+    """Inputs that calibrate the full-int8 decoder: codes from the model's prior (and random labels)."""
+    codes = model.prior.sample(CALIBRATION_CODES, seed=0)
     calibration = {"z": codes}
     if model.num_classes:
-        calibration["label"] = rng.integers(0, model.num_classes, len(codes)).astype(np.int32)
-    return sampling, calibration
+        calibration["label"] = np.random.default_rng(0).integers(0, model.num_classes, len(codes)).astype(np.int32)
+    return calibration
 
 
 # ---------------------------------------------------------------- serving functions and artifacts
@@ -212,7 +184,7 @@ def serving_module(model, network: str, checked: bool, batch: int | None = None)
 
     main = MAIN_INPUT[network]
     net, classes = float32_network(getattr(model, network)), model.num_classes
-    shape = model.spec.input_shape if network == "encoder" else (model.spec.latent_dim,)
+    shape = model.image_shape if network == "encoder" else (model.latent_dim,)
     specs = {main: tf.TensorSpec((batch, *shape), tf.float32, name=main)}
     if classes:
         specs["label"] = tf.TensorSpec((batch,), tf.int32, name="label")
@@ -223,7 +195,7 @@ def serving_module(model, network: str, checked: bool, batch: int | None = None)
         x = [inputs[main], tf.one_hot(inputs["label"], classes)] if classes else inputs[main]
         outputs = net(x, training=False)
         if network == "encoder":
-            return {head: tf.cast(value, tf.float32) for head, value in outputs.items()}
+            return {head: tf.cast(outputs[head], tf.float32) for head in model.heads}
         return {"images": tf.sigmoid(tf.cast(outputs, tf.float32))}
 
     module = tf.Module()
@@ -278,12 +250,15 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
     signatures = {}
     for network in MAIN_INPUT:
         module, function = serving_module(model, network, checked=True)
-        tf.saved_model.save(module, str(staging / network / str(version)), signatures={SIGNATURE: function})
+        tf.saved_model.save(module, str(staging / serving.saved_model_path(network, version)),
+                            signatures={SIGNATURE: function})
         signatures[network] = _describe_signature(function)
         variants = VARIANTS if network == "decoder" and quantize else ("float32",)
         module, function = serving_module(model, network, checked=False, batch=TFLITE_BATCH)
         for variant in variants:
-            (staging / _tflite_name(network, variant)).write_bytes(_tflite(module, function, variant, calibration))
+            path = staging / serving.tflite_path(network, variant, version)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_tflite(module, function, variant, calibration))
     return signatures
 
 
@@ -308,19 +283,16 @@ def _tflite(module, function, variant: str, calibration: dict) -> bytes:
         return converter.convert()
 
 
-def _tflite_name(network: str, variant: str) -> str:
-    return f"{network}.tflite" if variant == "float32" else f"{network}_{variant}.tflite"
-
-
 def _staged(staging: Path, version: int) -> list[str]:
-    """The staged artifacts (relative paths) in commit order: version folders first, then the TFLite files."""
-    return [f"{network}/{version}" for network in MAIN_INPUT] + sorted(p.name for p in staging.glob("*.tflite"))
+    """The staged artifacts (paths relative to the model folder): the SavedModels, then the TFLite files."""
+    return ([serving.saved_model_path(network, version) for network in MAIN_INPUT]
+            + sorted(f"{version}/{p.name}" for p in (staging / str(version)).glob("*.tflite")))
 
 
-def _artifact_kind(rel: str) -> dict:
-    """What metadata.json says an artifact is, from its relative path."""
+def _artifact_kind(rel: str, version: int) -> dict:
+    """What metadata.json says an artifact is, from its path relative to the model folder."""
     if rel.endswith(".tflite"):
-        network, _, variant = rel.removesuffix(".tflite").partition("_")
+        network, _, variant = Path(rel).name.removesuffix(".tflite").partition("_")
         variant = variant or "float32"
         return {"kind": "tflite", "network": network, "variant": variant, "quantization": QUANTIZATION[variant]}
     return {"kind": "saved_model", "network": rel.split("/")[0], "variant": "float32", "signature": SIGNATURE}
@@ -335,42 +307,35 @@ def _describe_signature(function) -> dict:
             "outputs": tensors(function.structured_outputs)}
 
 
-def _metadata(model, config, results, name, version, sampling, signatures, artifacts) -> dict:
-    import keras
-    import tensorflow as tf
+def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict, about: dict) -> dict:
+    from keras_ae.runs import library_versions, registered_name
 
     classes = model.num_classes
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": serving.FORMAT_VERSION,
         "name": name,
         "version": version,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": config["options"].get("model"),
-        "model_class": config["model_class"],
+        "model": registered_name(model),
+        "model_class": type(model).__name__,
+        "architecture": model.architecture,
         "model_config": model.get_config(),
-        "latent_dim": model.spec.latent_dim,
-        "image_shape": list(model.spec.input_shape),
+        "latent_dim": model.latent_dim,
+        "image_shape": list(model.image_shape),
         "pixel_range": [0.0, 1.0],
         "num_classes": classes,
         "labels": None if classes is None else list(range(classes)),
-        "sampling": sampling,
-        "dataset": config["data"],
-        "metrics": results,
-        "versions": {"keras_ae": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-                     "numpy": np.__version__, "ai_edge_litert": _installed("ai-edge-litert")},
-        "trained_with": config["versions"],
+        "sampling": model.prior.describe(),
+        "dataset": None,
+        "metrics": None,
+        "trained_with": None,
+        **about,
+        "versions": library_versions(),
         "signatures": signatures,
         "digest": "sha256 of each file; a SavedModel folder's sha256 is that of the manifest of its files, "
                   "one line '<relative path>\\t<bytes>\\t<sha256>\\n' per file sorted by path",
         "artifacts": artifacts,
     }
-
-
-def _installed(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # ---------------------------------------------------------------- the command line
@@ -379,18 +344,19 @@ def _installed(distribution: str) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m keras_ae.export",
-        description="Export a trained run: TF Serving SavedModels, TFLite decoders, metadata.json.")
+        description="Export a trained run: TF Serving SavedModels, TFLite files, metadata.json, as a new version.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train.py")
-    parser.add_argument("--out", default=None, help="export root (default: RUN_DIR/export)")
-    parser.add_argument("--version", type=int, default=None,
-                        help="SavedModel version folder to create (default: the next free number, 1 at first)")
+    parser.add_argument("--out", default=DEFAULT_ROOT, help=f"export root, a TF Serving model root shared by all "
+                                                            f"runs (default: {DEFAULT_ROOT})")
     parser.add_argument("--name", default=None, help="model name under the root (default: the run folder's name)")
+    parser.add_argument("--version", type=int, default=None,
+                        help="version to create (default: the next free number, 1 at first)")
     parser.add_argument("--no-quantize", action="store_true", help="write only the float32 TFLite files")
     return parser
 
 
 def main(argv=None) -> int:
-    """Entry point; exit code 2 with one ``error:`` line for a user error."""
+    """Entry point; prints the new version's folder; exit code 2 with one ``error:`` line for a user error."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     return exit_code(lambda: print(export_run(args.run_dir, args.out, args.version, args.name,

@@ -12,7 +12,6 @@ import csv
 import numpy as np
 
 from keras_ae import latent, plots
-from keras_ae.evaluate import codes
 
 
 class Skipped(Exception):
@@ -27,21 +26,12 @@ def _test(run, count=None):
 
 
 def _title(run, what: str) -> str:
-    options = run.config["options"]
-    return f"{options['model']} ({options.get('arch', '')}) on {run.splits.name}: {what}"
+    model = run.config["options"].get("model") or type(run.model).__name__
+    return f"{model} ({run.model.architecture}) on {run.splits.name}: {what}"
 
 
 def _decode(model, z, labels=None) -> np.ndarray:
     return np.asarray(model.decode(np.asarray(z, "float32"), labels))
-
-
-def _prior_samples(run, num: int, labels=None, seed: int = 0) -> np.ndarray:
-    """Codes from the model's prior: N(0, I) for a VAE, a Gaussian fitted to the training codes otherwise."""
-    if hasattr(run.model, "posterior"):
-        return np.random.default_rng(seed).standard_normal((num, run.model.spec.latent_dim)).astype("float32")
-    train_x, train_y = run.splits.arrays("train")
-    mean, covariance = latent.gaussian_fit(codes(run.model, train_x, train_y if run.model.num_classes else None))
-    return latent.sample_gaussian(mean, covariance, num, seed)
 
 
 def reconstructions(run) -> str:
@@ -53,35 +43,35 @@ def reconstructions(run) -> str:
 
 def code_heatmap(run) -> str:
     x, _, labels = _test(run, 64)
-    plots.code_heatmap(codes(run.model, x, labels), run.folder / "codes.png", title=_title(run, "codes of 64 test images"))
+    plots.code_heatmap(run.model.codes(x, labels), run.folder / "codes.png", title=_title(run, "codes of 64 test images"))
     return "codes.png"
 
 
 def samples(run) -> str:
-    """Images decoded from prior codes; one row per class for a conditional model."""
+    """Images decoded from codes of the model's prior; one row per class for a conditional model."""
     model, columns = run.model, 10
     if model.num_classes:
-        rows = {f"y = {c}": _decode(model, _prior_samples(run, columns, seed=c), np.full(columns, c))
+        rows = {f"y = {c}": _decode(model, model.prior.sample(columns, seed=c), np.full(columns, c))
                 for c in range(model.num_classes)}
-        plots.image_rows(rows, run.folder / "samples.png", title=_title(run, "samples z ~ N(0, I), one row per label"))
+        plots.image_rows(rows, run.folder / "samples.png",
+                         title=_title(run, f"samples z ~ {model.prior.label}, one row per label"))
     else:
-        prior = "N(0, I)" if hasattr(model, "posterior") else "a Gaussian fitted to the training codes"
-        plots.image_grid(_decode(model, _prior_samples(run, columns * columns)), run.folder / "samples.png", columns,
-                         title=_title(run, f"samples, z ~ {prior}"))
+        plots.image_grid(_decode(model, model.prior.sample(columns * columns, seed=0)), run.folder / "samples.png",
+                         columns, title=_title(run, f"samples, z ~ {model.prior.label}"))
     return "samples.png"
 
 
 def manifold(run, size: int = 15) -> str:
-    """The decoder over a grid of codes: the prior's plane for a 2-D VAE, else the test codes' main plane."""
+    """The decoder over a grid of codes: the prior's plane for a 2-D latent, else the test codes' main plane."""
     model = run.model
-    if model.spec.latent_dim < 2:
+    if model.latent_dim < 2:
         raise Skipped("manifold grid skipped: the latent has size 1; there is no 2-D plane to draw "
                       "(train with --latent-dim 2 or more)")
-    if model.spec.latent_dim == 2 and hasattr(model, "posterior"):
-        plane, what = (np.zeros(2), np.eye(2), np.ones(2)), "2-D latent over the prior's quantiles"
+    if model.latent_dim == 2:
+        plane, what = model.prior.principal_plane(), "2-D latent over the prior's quantiles"
     else:
         x, _, labels = _test(run)
-        plane, what = latent.principal_plane(codes(model, x, labels)), "the plane of the two main code directions"
+        plane, what = latent.principal_plane(model.codes(x, labels)), "the plane of the two main code directions"
     labels = np.zeros(size * size, "int64") if model.num_classes else None
     images = _decode(model, latent.manifold_grid(size, *plane), labels)
     plots.image_grid(images, run.folder / "manifold.png", size, title=_title(run, what + (", label 0" if labels is not None else "")))
@@ -91,7 +81,7 @@ def manifold(run, size: int = 15) -> str:
 def code_scatter(run) -> str:
     """Test codes coloured by label: the code itself for 2-D latents, else projected on its main plane."""
     x, y, labels = _test(run)
-    z = codes(run.model, x, labels)
+    z = run.model.codes(x, labels)
     if z.shape[1] == 1:
         points, axes = np.column_stack([z[:, 0], np.zeros(len(z))]), ("z1", "")
     elif z.shape[1] == 2:
@@ -121,7 +111,7 @@ def _pairs(y, count: int):
 def interpolation(run, steps: int = 10) -> str:
     """Decoded straight lines between the codes of pairs of test images."""
     x, y, labels = _test(run, 200)
-    z = codes(run.model, x, labels)
+    z = run.model.codes(x, labels)
     rows = {}
     for a, b in _pairs(y, 4):
         strip_labels = None if labels is None else np.full(steps, labels[a])
@@ -139,7 +129,7 @@ def arithmetic(run) -> str:
     """
     model = run.model
     x, y, labels = _test(run)
-    z = codes(model, x, labels)
+    z = model.codes(x, labels)
     ks = (-3, -2, -1, 0, 1, 2, 3)
     rows = {}
     for a, b in _pairs(y, 2):

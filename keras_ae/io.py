@@ -39,3 +39,30 @@ def write_json(path, data) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+MAX_JSON_BYTES = 64 << 20  # no file keras_ae writes comes near this; a larger one (or /dev/zero) is refused
+
+
+def read_json(path, error=None, hint: str = ""):
+    """The JSON document in ``path``, or ``error`` (a KerasAEError class) with one line naming the file.
+
+    ``hint`` says what to do when the file is missing or unreadable (e.g. "run train.py first").
+    """
+    from keras_ae.errors import KerasAEError, one_line
+
+    error, path = error or KerasAEError, Path(path)
+    hint = f"; {hint}" if hint else ""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read(MAX_JSON_BYTES + 1)
+    except FileNotFoundError:
+        raise error(f"{path}: not found{hint}") from None
+    except OSError as os_error:
+        raise error(f"{path}: unreadable ({os_error.strerror or one_line(os_error)}){hint}") from None
+    if len(blob) > MAX_JSON_BYTES:
+        raise error(f"{path}: over {MAX_JSON_BYTES} bytes, not a file keras_ae wrote{hint}")
+    try:
+        return json.loads(blob)
+    except (ValueError, RecursionError) as parse_error:  # ValueError: bad UTF-8 or JSON, an int of > 4300 digits
+        raise error(f"{path}: unreadable ({one_line(parse_error)}){hint}") from None

@@ -1,35 +1,30 @@
 """Operations in the latent space, as small NumPy functions of codes (no model inside).
 
-They are what the lectures do with a code: fit a distribution to sample from, walk a straight
-line between two images, average them, add an attribute vector s (mean code with an attribute
-minus mean code without) as z + k * s, lay a grid over a 2-D plane, and quantize for compression.
+They are what the lectures do with a code: walk a straight line between two images, average them,
+add an attribute vector s (mean code with an attribute minus mean code without) as z + k * s, lay a
+grid over a 2-D plane, and quantize for compression. (Drawing codes is the prior's job:
+:mod:`keras_ae.models.priors`.) Export clients use this module too: it needs NumPy only.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
-from keras_ae.errors import ConfigError
-
-
-def gaussian_fit(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean vector and covariance matrix of codes (N, L): the sampling distribution of a plain autoencoder."""
-    codes = np.asarray(codes, dtype="float64")
-    return codes.mean(axis=0), np.atleast_2d(np.cov(codes, rowvar=False))
+from keras_ae.errors import ConfigError, InputError
 
 
-def sample_gaussian(mean: np.ndarray, covariance: np.ndarray, num: int, seed: int = 0) -> np.ndarray:
-    """``num`` codes drawn from N(mean, covariance), float32."""
-    return np.random.default_rng(seed).multivariate_normal(mean, covariance, size=num).astype("float32")
-
-
-def interpolate(z_a: np.ndarray, z_b: np.ndarray, steps: int) -> np.ndarray:
-    """``steps`` codes evenly spaced on the segment from ``z_a`` to ``z_b`` (both ends included)."""
-    if steps < 2:
-        raise ConfigError(f"an interpolation needs at least 2 steps, got {steps}")
+def interpolate(z_a, z_b, steps: int) -> np.ndarray:
+    """``steps`` float32 codes evenly spaced on the segment from ``z_a`` to ``z_b`` (both ends included)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise InputError(f"an interpolation needs an integer of at least 2 steps, got {steps!r}")
+    ends = [np.asarray(z) for z in (z_a, z_b)]
+    if any(z.dtype.kind not in "iuf" for z in ends):
+        raise InputError(f"interpolation end points must be real numbers, got dtypes {ends[0].dtype}, {ends[1].dtype}")
+    z_a, z_b = (z.reshape(-1).astype("float32") for z in ends)
+    if z_a.shape != z_b.shape:
+        raise InputError(f"interpolation end points differ in size: {z_a.size} and {z_b.size}")
     weights = np.linspace(0.0, 1.0, steps, dtype="float32")[:, None]
-    return (1.0 - weights) * np.asarray(z_a, "float32") + weights * np.asarray(z_b, "float32")
+    return (1.0 - weights) * z_a + weights * z_b
 
 
 def attribute_vector(codes: np.ndarray, has_attribute: np.ndarray) -> np.ndarray:
@@ -61,6 +56,8 @@ def manifold_grid(size: int, centre: np.ndarray, directions: np.ndarray, scales:
     With the prior's plane (centre 0, unit directions, unit scales) this is the classic VAE manifold
     figure of Kingma & Welling; with the principal plane of the test codes it works for any model.
     """
+    from scipy.stats import norm
+
     quantiles = norm.ppf(np.linspace(0.05, 0.95, size))
     rows = [[centre + a * scales[0] * directions[0] + b * scales[1] * directions[1] for b in quantiles]
             for a in quantiles[::-1]]

@@ -187,7 +187,7 @@ def build_decoder(spec: NetworkSpec, num_classes: int | None = None, name: str =
                 x = layers.Cropping2D(((0, extra_h), (0, extra_w)), name=f"dec_{i}_crop")(x)
         # A stride-1 "same" transposed convolution is a 3x3 convolution with a flipped kernel: the same
         # function and parameters as Conv2D, but oneDNN computes its gradients for few output channels
-        # far faster (conv VAE training step 13% faster on CPU, BENCHMARKS.md).
+        # far faster (BENCHMARKS.md, "What the profile showed").
         logits = layers.Conv2DTranspose(channels, 3, padding="same", name="logits")(x)
     return keras.Model(inputs if num_classes else z, logits, name=name)
 

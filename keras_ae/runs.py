@@ -1,14 +1,20 @@
-"""Reading a run folder back: its config, its trained model and the very data splits it was trained on."""
+"""The run folder: what training writes about a run (config.json, exports.json) and reading a run back.
+
+A run is its folder: ``config.json`` (the options, the model's class and config, how to load the
+data again, library versions), ``model.keras`` and what training, evaluation and export add. Evaluate
+and export reload the model in Keras's safe mode and the data with the very arguments training used.
+"""
 
 from __future__ import annotations
 
-import json
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
 from keras_ae.errors import KerasAEError
+from keras_ae.io import read_json, write_json
 
-_DATA_OPTIONS = {"dataset": str, "data_dir": (str, type(None)), "image_size": (list, type(None))}  # JSON types
+EXPORTS = "exports.json"  # where each export of this run went
 
 
 @dataclass
@@ -21,18 +27,68 @@ class Run:
     splits: object
 
 
+def library_versions() -> dict:
+    """The versions a run or an export was made with."""
+    import importlib.metadata
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_ae import __version__
+
+    try:
+        litert = importlib.metadata.version("ai-edge-litert")
+    except importlib.metadata.PackageNotFoundError:
+        litert = None
+    return {"keras_ae": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "ai_edge_litert": litert}
+
+
+def registered_name(model) -> str | None:
+    """The ``--model`` name of a model's class, None for a class outside the registry."""
+    from keras_ae.models import MODELS
+
+    return next((name for name, cls in MODELS.items() if type(model) is cls), None)
+
+
+def write_config(folder, model, splits, options: dict) -> None:
+    """config.json of a run (atomically): everything needed to read the run back and to know what it is."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "config.json", {
+        "options": {"model": registered_name(model), **options},
+        "model_class": type(model).__name__, "model_config": model.get_config(),
+        "architecture": model.architecture,
+        "data": {"name": splits.name, "source": splits.source, "image_shape": splits.image_shape,
+                 "num_classes": splits.num_classes, "load": splits.load_args,
+                 "sizes": {s: len(splits.split(s)) for s in ("train", "validation", "test")}},
+        "versions": library_versions(),
+    })
+
+
 def read_config(folder) -> dict:
     """``config.json`` of a run folder, or a clear error naming the file."""
     path = Path(folder) / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KerasAEError(f"{path}: not found; is {folder} a run folder written by train.py?") from None
-    except (OSError, ValueError, RecursionError) as error:  # ValueError: bad UTF-8 or JSON, an int of > 4300 digits
-        raise KerasAEError(f"{path}: unreadable ({error})") from None
+    config = read_json(path, KerasAEError, f"is {folder} a run folder written by train.py?")
     if not isinstance(config, dict) or not isinstance(config.get("options"), dict):
         raise KerasAEError(f"{path}: not a keras_ae run config (no 'options' object)")
     return config
+
+
+def load_data(folder, config: dict):
+    """The run's data splits, loaded with the arguments training recorded in config.json."""
+    from keras_ae import data
+
+    path = Path(folder) / "config.json"
+    how = config.get("data", {}).get("load") if isinstance(config.get("data"), dict) else None
+    if not isinstance(how, dict) or not isinstance(how.get("name"), str):
+        raise KerasAEError(f"{path}: no data.load entry (how to load the data again); train the run again")
+    unknown = set(how) - {"name", "data_dir", "validation_fraction", "test_fraction", "seed", "image_size", "limit",
+                          "download"}
+    if unknown:
+        raise KerasAEError(f"{path}: data.load has unknown entries {', '.join(sorted(unknown))}")
+    return data.load(**how)
 
 
 def load_run(folder, with_data: bool = True) -> Run:
@@ -40,7 +96,6 @@ def load_run(folder, with_data: bool = True) -> Run:
     import keras
 
     import keras_ae.models  # noqa: F401  (registers the model classes for loading)
-    from keras_ae import data
 
     folder = Path(folder)
     config = read_config(folder)
@@ -51,17 +106,15 @@ def load_run(folder, with_data: bool = True) -> Run:
         model = keras.models.load_model(model_path)  # safe_mode=True: no arbitrary code from the file
     except Exception as error:  # Keras raises many types for a bad file; the user needs the file name
         raise KerasAEError(f"{model_path}: cannot load ({type(error).__name__}: {str(error)[:200]})") from None
-    splits = None
-    if with_data:
-        options = config["options"]
-        # data.load checks the values; JSON of another type would fail before it, with a KeyError or TypeError.
-        wrong = [key for key, types in _DATA_OPTIONS.items() if not isinstance(options.get(key), types)]
-        if wrong:
-            raise KerasAEError(f"{folder / 'config.json'}: options {', '.join(wrong)} of the wrong type (want a "
-                               "dataset name, data_dir a string or null, image_size a [height, width] list or null)")
-        image_size = options.get("image_size")
-        splits = data.load(options["dataset"], data_dir=options.get("data_dir"),
-                           validation_fraction=options.get("validation_fraction", 0.1), seed=options.get("seed", 0),
-                           image_size=None if image_size is None else tuple(image_size), limit=options.get("limit"),
-                           download=not options.get("no_download", False))
-    return Run(folder, config, model, splits)
+    return Run(folder, config, model, load_data(folder, config) if with_data else None)
+
+
+def record_export(folder, model_dir, version: int) -> None:
+    """Add an export of this run to its exports.json (where it went, which version, when)."""
+    path = Path(folder) / EXPORTS
+    exports = read_json(path, KerasAEError) if path.is_file() else []
+    if not isinstance(exports, list):
+        raise KerasAEError(f"{path}: not a list of exports")
+    exports.append({"model_dir": str(Path(model_dir).resolve()), "version": version,
+                    "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+    write_json(path, exports)

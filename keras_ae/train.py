@@ -1,137 +1,57 @@
-"""Train one model of the zoo on one dataset and write its run folder.
+"""Train one model of the zoo and write its run folder.
 
     python train.py --model ae --arch conv --dataset mnist --latent-dim 16 --epochs 10
 
-The run folder holds ``config.json`` (every option, the data source, library versions),
-``model.keras``, ``history.csv``, TensorBoard logs under ``logs/``, ``results.json`` (final
-training, validation and test metrics) and ``reconstructions.png``.
+The command line is built from the model registry: every model's options are flags (see
+:mod:`keras_ae.options`). From Python, :func:`train` trains any model, your own networks included,
+into a run folder that ``python -m keras_ae.evaluate`` and ``python -m keras_ae.export`` take::
+
+    splits = keras_ae.data.load("digits")
+    model = keras_ae.models.VAE(encoder=my_encoder, decoder=my_decoder)
+    run_dir = keras_ae.train.train(model, splits, "runs/mine", epochs=10)
+
+The run folder holds ``config.json`` (every option, the model's config, how to load the data again,
+library versions), ``model.keras``, ``history.csv``, TensorBoard logs under ``logs/`` and
+``results.json`` (final training, validation and test metrics); the command also writes the
+evaluation report, the figures and the export.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import logging
 import os
 from pathlib import Path
 
+from keras_ae import options as opts
 from keras_ae.errors import ConfigError, KerasAEError, exit_code
 
 log = logging.getLogger("keras_ae")
 BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
 
-# Flags that only some models take (default None); the rest are taken by every model.
-MODEL_OPTIONS = ("reconstruction", "output_std", "penalty_weight", "sparsity", "target_rate", "jacobian",
-                 "projections", "noise", "noise_level", "beta", "binarize", "free_bits", "kl_warmup_epochs")
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' where a flag has one real default; model flags state their own (per model)."""
 
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
-    return widths
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"image size must be positive, got {text!r}")
-    return height, width
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
-    return value
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        shown = action.default is not None and action.default is not argparse.SUPPRESS and action.default is not False
+        if shown and "(default" not in help_text:
+            help_text += " (default: %(default)s)"
+        return help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``train.py`` command line; every flag is documented in ``--help``."""
-    from keras_ae.models import MODELS
-    from keras_ae.networks import ARCHITECTURES, DOWNSAMPLING, UPSAMPLING
-    from keras_ae.models.base import RECONSTRUCTION_LOSSES
+    """The ``train.py`` command line; every flag is documented in ``--help`` with its real default."""
+    from keras_ae.distribute import STRATEGIES
+    from keras_ae.models import MODELS, Autoencoder
 
     parser = argparse.ArgumentParser(
         prog="train.py", description="Train an autoencoder of the keras_ae zoo and write its run folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    what = parser.add_argument_group("model")
-    what.add_argument("--model", default="ae", choices=sorted(MODELS), help="which model of the zoo")
-    what.add_argument("--arch", default="mlp", choices=ARCHITECTURES, help="encoder/decoder family")
-    what.add_argument("--latent-dim", type=_positive_int, default=16, help="size of the code z")
-    what.add_argument("--widths", type=_widths, default=None,
-                      help="comma-separated Dense units (mlp) or conv filters per stage (conv); "
-                           "default 512,256 (mlp) or 32,64 (conv)")
-    what.add_argument("--dense-units", type=int, default=0,
-                      help="conv only: a Dense layer of this size before the code (0: none)")
-    what.add_argument("--down", default="strided", choices=DOWNSAMPLING,
-                      help="conv only: stride-2 convolutions or convolution + max-pooling")
-    what.add_argument("--up", default="transpose", choices=UPSAMPLING,
-                      help="conv only: stride-2 transposed convolutions or upsampling + convolution")
-    what.add_argument("--activation", default="relu", help="hidden activation (any Keras activation name)")
-    what.add_argument("--code-activation", default="linear",
-                      help="activation of the code layer: linear, or relu for codes with exact zeros")
-    what.add_argument("--reconstruction", default=None, choices=RECONSTRUCTION_LOSSES,
-                      help="reconstruction term, summed over pixels: squared error (mse), Bernoulli "
-                           "likelihood (bce) or Gaussian likelihood (gaussian); default mse, bce for VAEs")
-    what.add_argument("--output-std", type=float, default=None,
-                      help="with --reconstruction gaussian: fixed standard deviation of every pixel; "
-                           "omit to learn it")
-
-    from keras_ae.models.contractive import JACOBIAN_METHODS
-    from keras_ae.models.denoising import NOISES
-    from keras_ae.models.sparse import SPARSITY
-
-    regularized = parser.add_argument_group("regularized autoencoders (sparse, contractive, denoising)")
-    regularized.add_argument("--penalty-weight", type=float, default=None, metavar="LAMBDA",
-                             help="sparse/contractive: weight lambda of the penalty added to the reconstruction "
-                                  "(model default: 0.01 sparse, 0.1 contractive)")
-    regularized.add_argument("--sparsity", default=None, choices=SPARSITY,
-                             help="sparse: L1 on the code (latent), L1 on every hidden activation (activations), "
-                                  "or KL to a target rate (kl); default latent")
-    regularized.add_argument("--target-rate", type=float, default=None, metavar="RHO",
-                             help="sparse with --sparsity kl: target mean activation rho in (0, 1); default 0.05")
-    regularized.add_argument("--jacobian", default=None, choices=JACOBIAN_METHODS,
-                             help="contractive: exact batch Jacobian, random-projection estimate, or auto "
-                                  "(exact for mlp encoders with latent <= 64); default auto")
-    regularized.add_argument("--projections", type=_positive_int, default=None,
-                             help="contractive: random projections per step for the estimator; default 1")
-    regularized.add_argument("--noise", default=None, choices=NOISES,
-                             help="denoising: additive Gaussian noise, masking noise, or salt-and-pepper; "
-                                  "default gaussian")
-    regularized.add_argument("--noise-level", type=float, default=None,
-                             help="denoising: sigma for gaussian; fraction of pixels hit for mask and "
-                                  "salt_and_pepper, in [0, 1]; default 0.3")
-
-    variational = parser.add_argument_group("variational autoencoders (vae, cvae)")
-    variational.add_argument("--beta", type=float, default=None,
-                             help="weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE; default 1")
-    variational.add_argument("--binarize", action="store_const", const=True, default=None,
-                             help="dynamic binarization: each pixel is drawn 0/1 afresh every step")
-    variational.add_argument("--free-bits", type=float, default=None, metavar="NATS",
-                             help="minimum KL per latent unit counted in the loss (0: off)")
-    variational.add_argument("--kl-warmup-epochs", type=int, default=None, metavar="N",
-                             help="ramp the KL weight linearly from 0 to 1 over N epochs (0: off)")
+        formatter_class=_HelpFormatter)
+    parser.add_argument("--model", default="ae", choices=list(MODELS), help="which model of the zoo")
+    opts.add_model_flags(parser, MODELS, Autoencoder)
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="digits",
@@ -142,29 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
                            "(then $KERAS_AE_DATA, then TFDS)")
     data.add_argument("--no-download", action="store_true",
                       help="never ask TFDS to download (offline, it retries for minutes before failing)")
-    data.add_argument("--image-size", type=_image_size, default=None,
+    data.add_argument("--image-size", type=opts.image_size, default=None,
                       help="HxW: resize a folder of images to this size")
-    data.add_argument("--validation-fraction", type=_fraction, default=0.1,
+    data.add_argument("--validation-fraction", type=opts.fraction, default=0.1,
                       help="fraction of the training images held out for validation")
-    data.add_argument("--limit", type=_positive_int, default=None,
+    data.add_argument("--limit", type=opts.positive_int, default=None,
                       help="train on at most this many images (quick runs)")
 
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
-    train.add_argument("--batch-size", type=_positive_int, default=128, help="images per batch")
-    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    train.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
-                       help="stop when the validation loss has not improved for PATIENCE epochs and keep "
-                            "the best weights (0: off)")
-    train.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation")
-
-    from keras_ae.distribute import STRATEGIES
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=opts.positive_int, default=10, help="training epochs")
+    training.add_argument("--batch-size", type=opts.positive_int, default=128, help="images per batch")
+    training.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                          help="stop when the validation loss has not improved for PATIENCE epochs and keep "
+                               "the best weights (0: off)")
+    training.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation")
 
     where = parser.add_argument_group("devices and distribution")
     where.add_argument("--strategy", default="default", choices=STRATEGIES,
                        help="default: one device (the GPU if any); mirrored: all GPUs (or --cpu-devices) of this "
                             "machine; multi_worker: the machines listed in $TF_CONFIG")
-    where.add_argument("--cpu-devices", type=_positive_int, default=None, metavar="N",
+    where.add_argument("--cpu-devices", type=opts.positive_int, default=None, metavar="N",
                        help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
     where.add_argument("--worker-timeout", type=float, default=60.0, metavar="SECONDS",
                        help="multi_worker: how long to wait for the other workers before giving up")
@@ -174,43 +92,56 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--run-dir", default=None,
-                     help="run folder (default: runs/<model>-<arch>-<dataset>)")
+    out.add_argument("--run-dir", default=None, help="run folder (default: runs/<model>-<arch>-<dataset>)")
     out.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a model")
-    out.add_argument("--no-export", action="store_true",
-                     help="skip the export of SavedModels and TFLite files to RUN_DIR/export/ "
-                          "(python -m keras_ae.export RUN does it later)")
     out.add_argument("--no-evaluate", action="store_true",
                      help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
                           "the reconstruction, code and sample figures are still written")
+    out.add_argument("--no-export", action="store_true",
+                     help="skip the export (python -m keras_ae.export RUN does it later)")
+    out.add_argument("--export-root", default="export",
+                     help="TF Serving model root the export goes to: ROOT/NAME/{encoder,decoder}/VERSION/")
+    out.add_argument("--export-name", default=None, help="model name under the export root (default: the run "
+                                                         "folder's name)")
     out.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                      help="0 silent, 1 progress bar, 2 one line per epoch (default: bar on a terminal)")
     return parser
 
 
-def model_kwargs(model_cls, args: argparse.Namespace, input_shape) -> dict:
-    """The constructor arguments of ``model_cls`` taken from the flags.
+def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -> dict:
+    """The constructor arguments of ``model_cls`` from the flags and the data.
 
-    A model takes the options of its own constructor and of its base classes. Model-specific flags
-    default to ``None``; one given to a model without that option is an error, not silently ignored.
+    A model flag given to a model that does not take it is an error, not silently ignored.
     """
-    from keras_ae.models import Autoencoder
+    from keras_ae.models import MODELS
 
-    accepted = {name for klass in model_cls.__mro__ if "__init__" in vars(klass) and issubclass(klass, Autoencoder)
-                for name in inspect.signature(klass.__init__).parameters}
-    for name in MODEL_OPTIONS:
-        if getattr(args, name) is not None and name not in accepted:
-            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {args.model}")
-    kwargs = {name: value for name, value in vars(args).items() if name in accepted and value is not None}
-    return {**kwargs, "input_shape": input_shape}
+    accepted = opts.declared_options(model_cls)
+    for name in dict.fromkeys(name for cls in MODELS.values() for name in opts.declared_options(cls)):
+        if getattr(args, name, None) is not None and name not in accepted:
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_name}")
+    kwargs = {name: getattr(args, name) for name in accepted if getattr(args, name, None) is not None}
+    kwargs["input_shape"] = splits.image_shape
+    if "seed" in opts.constructor_defaults(model_cls):
+        kwargs["seed"] = args.seed
+    if model_cls.needs_labels:
+        if splits.num_classes is None:
+            raise ConfigError(f"--model {model_name} needs labels, and dataset {splits.name!r} ({splits.source}) "
+                              "has none; use a labelled dataset (e.g. class sub-folders)")
+        kwargs["num_classes"] = splits.num_classes
+    return kwargs
 
 
 def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
+def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if (run_dir / "model.keras").exists() and not overwrite:
+        raise ConfigError(f"{run_dir} already holds a trained model; pass --overwrite or another --run-dir")
+
+
 def run(args: argparse.Namespace) -> Path:
-    """Train as the flags say; return the run folder.
+    """Train, evaluate and export as the flags say; return the run folder.
 
     A run folder that holds a backup but no final model is resumed from its last good epoch.
     """
@@ -218,8 +149,6 @@ def run(args: argparse.Namespace) -> Path:
 
     from keras_ae import data as data_lib
     from keras_ae import distribute
-    from keras_ae.callbacks import Backup
-    from keras_ae.io import atomic_path
     from keras_ae.models import model_class
 
     model_cls = model_class(args.model)
@@ -227,94 +156,109 @@ def run(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
-    run_dir = Path(args.run_dir or Path("runs") / f"{args.model}-{args.arch}-{_dataset_slug(args.dataset)}")
+    arch = args.arch or opts.constructor_defaults(model_cls)["arch"]
+    run_dir = Path(args.run_dir or Path("runs") / f"{args.model}-{arch}-{_dataset_slug(args.dataset)}")
     if args.strategy == "multi_worker":
         tf_config = distribute.read_tf_config(os.environ.get("TF_CONFIG"))
         if not distribute.is_chief(tf_config):  # every worker trains; each writes its own folder
             run_dir = run_dir / f"{tf_config['task']['type']}-{tf_config['task']['index']}"
-    if (run_dir / "model.keras").exists() and not args.overwrite:
-        raise ConfigError(f"{run_dir} already holds a trained model; pass --overwrite or another --run-dir")
-    backup = Backup(run_dir / BACKUP)
-    if args.overwrite:
-        backup.remove()
+    _check_run_dir(run_dir, args.overwrite)
 
     keras.utils.set_random_seed(args.seed)
     splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
                            seed=args.seed, image_size=args.image_size, limit=args.limit,
                            download=not args.no_download)
-    kwargs = model_kwargs(model_cls, args, splits.image_shape)
-    if model_cls.needs_labels:
-        if splits.num_classes is None:
-            raise ConfigError(f"--model {args.model} needs labels, and dataset {args.dataset!r} ({splits.source}) "
-                              "has none; use a labelled dataset (e.g. class sub-folders)")
-        kwargs["num_classes"] = splits.num_classes
+    kwargs = model_kwargs(args.model, model_cls, args, splits)
     if args.mixed_precision:
         distribute.use_mixed_precision()
     strategy = distribute.make_strategy(args.strategy, args.worker_timeout)
     with strategy.scope():
         model = model_cls(**kwargs)
-        model.check_batch_size(args.batch_size)
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit_compile)
-        initial_epoch = backup.restore(model)
-    if initial_epoch:
-        log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, args.epochs)
-    _write_config(run_dir, args, model, splits, strategy)
-
-    _fit(model, splits, args, run_dir, backup, initial_epoch)
-    with atomic_path(run_dir / "model.keras") as tmp:
-        model.save(tmp)
-    backup.remove()  # the final model supersedes it
-    _report(model, splits, args, run_dir)
+    train(model, splits, run_dir, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+          early_stopping=args.early_stopping, seed=args.seed, jit_compile=args.jit_compile,
+          verbose="auto" if args.verbose is None else args.verbose, overwrite=args.overwrite,
+          options={**vars(args), "run_dir": str(run_dir)})
+    _report(model, splits, run_dir, evaluate=not args.no_evaluate)
     if not args.no_export:
         from keras_ae.export import export_run
 
-        log.info("exported: %s", export_run(run_dir))
+        log.info("exported: %s", export_run(run_dir, args.export_root, name=args.export_name))
     log.info("run folder: %s", run_dir)
     return run_dir
 
 
-def _write_config(run_dir: Path, args, model, splits, strategy) -> None:
-    import keras
-    import numpy as np
-    import tensorflow as tf
+def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
+          early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False,
+          options: dict | None = None) -> Path:
+    """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
-    from keras_ae.io import write_json
+    Writes config.json first, then trains with validation every epoch and a backup of every good
+    epoch (the same call resumes a killed run from its last good epoch), then model.keras (atomically)
+    and results.json. A NaN or infinite loss stops training with a KerasAEError naming the epoch and
+    the last good checkpoint. ``options`` are recorded in config.json (the command line, for train.py).
+    """
+    import keras
+
+    from keras_ae import runs
+    from keras_ae.callbacks import Backup
+    from keras_ae.io import atomic_path
+
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, overwrite)
+    backup = Backup(run_dir / BACKUP)
+    if overwrite:
+        backup.remove()
+    model.check_batch_size(batch_size)
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+        initial_epoch = backup.restore(model)
+    if initial_epoch:
+        log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, epochs)
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "early_stopping": early_stopping, "seed": seed, "jit_compile": jit_compile}
+    runs.write_config(run_dir, model, splits, options={**settings, **(options or {})})
+    _log_start(model, splits)
+
+    train_data = splits.pipeline("train", batch_size, seed=seed)
+    if initial_epoch < epochs:
+        _fit(model, splits, train_data, run_dir, backup, initial_epoch, epochs, batch_size, early_stopping, verbose)
+    else:  # killed after the last epoch's backup, before model.keras: only the prior is left to fit
+        model.fit_prior(train_data)
+    with atomic_path(run_dir / "model.keras") as tmp:
+        model.save(tmp)
+    backup.remove()  # the final model supersedes it
+    _write_results(model, splits, run_dir, batch_size)
+    return run_dir
+
+
+def _log_start(model, splits) -> None:
+    import tensorflow as tf
 
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")]
     log.info("data: %s (%s), train/val/test = %d/%d/%d, shape %s; devices: %s; %d replica(s); precision %s",
              splits.name, splits.source, len(splits.train), len(splits.validation), len(splits.test),
-             splits.image_shape, ", ".join(devices), strategy.num_replicas_in_sync, model.dtype_policy.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {
-        "options": vars(args), "model_config": model.get_config(), "model_class": type(model).__name__,
-        "data": {"name": splits.name, "source": splits.source, "image_shape": splits.image_shape,
-                 "num_classes": splits.num_classes,
-                 "sizes": {s: len(splits.split(s)) for s in ("train", "validation", "test")}},
-        "versions": {"keras_ae": _version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-                     "numpy": np.__version__},
-    })
+             splits.image_shape, ", ".join(devices), model.distribute_strategy.num_replicas_in_sync,
+             model.dtype_policy.name)
 
 
-def _fit(model, splits, args, run_dir: Path, backup, initial_epoch: int) -> None:
+def _fit(model, splits, train_data, run_dir: Path, backup, initial_epoch: int, epochs: int, batch_size: int,
+         early_stopping: int, verbose) -> None:
     """Fit from ``initial_epoch`` with validation each epoch, backing up every good epoch; stop with a
     clear error (the last good epoch kept in the backup) when the loss turns non-finite."""
     import keras
     import numpy as np
 
-    if initial_epoch >= args.epochs:
-        return
-    validation = splits.pipeline("validation", args.batch_size) if len(splits.validation) else None
+    validation = splits.pipeline("validation", batch_size) if len(splits.validation) else None
     callbacks = [keras.callbacks.TerminateOnNaN(), backup,
                  keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
                  keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
-    if args.early_stopping:
+    if early_stopping:
         if validation is None:
             raise ConfigError("--early-stopping needs a validation split; set --validation-fraction > 0")
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping,
                                                        restore_best_weights=True))
-    history = model.fit(splits.pipeline("train", args.batch_size, seed=args.seed), validation_data=validation,
-                        epochs=args.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                        verbose="auto" if args.verbose is None else args.verbose)
+    history = model.fit(train_data, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
+                        callbacks=callbacks, verbose=verbose)
     losses = history.history.get("loss", [])
     if not np.all(np.isfinite(losses)):
         kept = (f"the last good model (epoch {backup.epoch}) is in {backup.checkpoint}"
@@ -323,35 +267,37 @@ def _fit(model, splits, args, run_dir: Path, backup, initial_epoch: int) -> None
                            f"{kept}; try a lower --learning-rate")
 
 
-def _report(model, splits, args, run_dir: Path) -> None:
-    """Test metrics in results.json; then the full evaluation report and figures (or, with --no-evaluate,
-    only the reconstruction, code and sample figures)."""
-    from keras_ae import evaluate, figures
+def _write_results(model, splits, run_dir: Path, batch_size: int) -> None:
+    """results.json: the last epoch's training and validation terms, and the test split's metrics."""
+    from keras_ae import evaluate
     from keras_ae.io import write_json
-    from keras_ae.runs import Run, read_config
 
     test_x, test_y = splits.arrays("test")
-    test_metrics = model.evaluate(splits.pipeline("test", args.batch_size), verbose=0, return_dict=True)
+    test_metrics = model.evaluate(splits.pipeline("test", batch_size), verbose=0, return_dict=True)
     test_metrics.update(evaluate.reconstruction_metrics(model, test_x, test_y))
-    with (run_dir / "history.csv").open() as f:
-        epochs = list(csv.DictReader(f))
+    history = run_dir / "history.csv"
+    epochs = list(csv.DictReader(history.open())) if history.is_file() else []
     write_json(run_dir / "results.json", {
         "epochs_run": len(epochs),
         "final": {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {},
         "test": {k: float(v) for k, v in test_metrics.items()},
     })
     log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
+
+
+def _report(model, splits, run_dir: Path, evaluate: bool) -> None:
+    """The full evaluation report and figures, or (without ``evaluate``) the reconstruction, code and
+    sample figures only."""
+    from keras_ae import evaluate as evaluation
+    from keras_ae import figures
+    from keras_ae.runs import Run, read_config
+
     run = Run(run_dir, read_config(run_dir), model, splits)
-    if args.no_evaluate:
-        figures.write_all(run, ("reconstructions", "codes", "samples", "training_curves"))
-    else:
-        evaluate.report_run(run)
+    if evaluate:
+        evaluation.report_run(run)
         log.info("report: %s", run_dir / "report.md")
-
-
-def _version() -> str:
-    from keras_ae import __version__
-    return __version__
+    else:
+        figures.write_all(run, ("reconstructions", "codes", "samples", "training_curves"))
 
 
 def main(argv=None) -> int:

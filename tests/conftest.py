@@ -1,6 +1,7 @@
-"""Shared fixtures: quiet TensorFlow, and the real MNIST subset when the machine has it."""
+"""Shared fixtures: quiet TensorFlow, the real MNIST subset when the machine has it, the fuzz case report."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,15 @@ def mnist_small() -> Path:
     if root is None:
         pytest.skip("../shared/datasets/mnist-small is not on this machine")
     return root / "mnist-small"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases each fuzz property of tests/test_fuzz.py ran, and how they ended (when it ran)."""
+    counts = getattr(sys.modules.get("test_fuzz"), "COUNTS", None)
+    if not counts:
+        return
+    terminalreporter.section("fuzz cases run")
+    for test, kinds in sorted(counts.items()):
+        terminalreporter.write_line(f"{test:<24} {sum(kinds.values()):>5} cases  "
+                                    + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
+    terminalreporter.write_line(f"total {sum(sum(kinds.values()) for kinds in counts.values())}")

@@ -8,6 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO
 
@@ -21,7 +22,8 @@ def train(*flags, cwd=REPO):
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli") / "run"
     result = train("--model", "ae", "--arch", "conv", "--dataset", "digits", "--latent-dim", "8",
-                   "--epochs", "3", "--batch-size", "64", "--limit", "400", "--run-dir", str(folder), "--verbose", "0")
+                   "--epochs", "3", "--batch-size", "64", "--limit", "400", "--run-dir", str(folder), "--verbose", "0",
+                   "--export-root", str(folder.parent / "export"))
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -29,13 +31,18 @@ def run_dir(tmp_path_factory):
 def test_run_folder_holds_everything_a_user_needs(run_dir):
     for name in ("config.json", "model.keras", "history.csv", "results.json", "reconstructions.png"):
         assert (run_dir / name).stat().st_size > 0, name
-    assert (run_dir / "reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figure = np.asarray(Image.open(run_dir / "reconstructions.png").convert("L"), np.float32)
+    assert figure.shape[1] > 300 and figure.std() > 10  # two rows of ten digits, not a blank canvas
     assert any((run_dir / "logs").rglob("events.out.tfevents.*"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model_config"]["arch"] == "conv" and config["data"]["image_shape"] == [8, 8, 1]
+    assert config["data"]["load"] == {"name": "digits", "data_dir": None, "validation_fraction": 0.1,
+                                      "test_fraction": 0.1, "seed": 0, "image_size": None, "limit": 400,
+                                      "download": True}
     assert (run_dir / "report.md").is_file()  # evaluated at the end of training
-    export = run_dir / "export" / "run"  # and exported: version 1 for a first export
-    assert (export / "decoder" / "1" / "saved_model.pb").is_file() and (export / "decoder.tflite").is_file()
+    export = run_dir.parent / "export" / "run"  # and exported to the export root: version 1 for a first export
+    assert (export / "decoder" / "1" / "saved_model.pb").is_file() and (export / "1" / "decoder.tflite").is_file()
+    assert json.loads((run_dir / "exports.json").read_text())[0]["version"] == 1
 
 
 def test_validation_runs_every_epoch_and_the_loss_falls(run_dir):
@@ -70,7 +77,7 @@ def test_an_existing_run_is_not_overwritten_silently(run_dir):
     (["--learning-rate", "-1"], "--learning-rate"),
     (["--batch-size", "100000"], "100000"),
     (["--model", "sparse", "--penalty-weight", "-1"], "penalty_weight (lambda) must be a finite number >= 0"),
-    (["--model", "contractive", "--penalty-weight", "abc"], "--penalty-weight: invalid float value: 'abc'"),
+    (["--model", "contractive", "--penalty-weight", "abc"], "--penalty-weight: expected a number, got 'abc'"),
     (["--model", "sparse", "--sparsity", "l0"], "invalid choice: 'l0'"),
     (["--model", "denoising", "--noise", "mask", "--noise-level", "1.5"], "in [0, 1], got 1.5"),
     (["--model", "ae", "--noise", "mask"], "--noise does not apply to --model ae"),

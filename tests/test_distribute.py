@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-import keras_ae.models  # noqa: F401  (registers the classes for load_model)
 from keras_ae import distribute, export, generate
 from keras_ae.distribute import read_tf_config
 from keras_ae.errors import ConfigError
@@ -134,14 +133,15 @@ def test_mixed_precision_on_a_bfloat16_cpu_is_mixed_bfloat16(monkeypatch, restor
 def test_a_bfloat16_run_trains_and_exports(tmp_path):
     run_dir = tmp_path / "r"
     flags = ["--model", "vae", "--arch", "conv", "--widths", "8,16", "--dataset", "digits", "--latent-dim", "4",
-             "--batch-size", "64", "--epochs", "2", "--mixed-precision", "--no-evaluate", "--run-dir", str(run_dir)]
+             "--batch-size", "64", "--epochs", "2", "--mixed-precision", "--no-evaluate", "--run-dir", str(run_dir),
+             "--export-root", str(tmp_path / "export")]
     result = subprocess.run(command(*flags), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "precision mixed_bfloat16" in result.stderr
     assert losses(run_dir)[-1] < losses(run_dir)[0]
     model = keras.models.load_model(run_dir / "model.keras")
     assert all(w.dtype == "float32" for w in model.get_weights())
-    (export_dir,) = (run_dir / "export").iterdir()  # TFLite has no bfloat16 kernels: this failed before
+    export_dir = tmp_path / "export" / "r"  # TFLite has no bfloat16 kernels: this failed before
     z = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
     served = generate.load_decoder(export_dir, "tflite", "float32")(z)
     assert np.abs(served - np.asarray(model.decode(z))).max() < 1e-5

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,10 +20,12 @@ class Identity:
     """A stand-in model whose code is the image itself: a perfect reconstruction."""
 
     num_classes = None
-    spec = SimpleNamespace(latent_dim=64)
+    latent_dim = 64
 
     def encode(self, x, labels=None):
         return np.asarray(x).reshape(len(x), -1)
+
+    codes = encode
 
     def decode(self, z, labels=None):
         return np.asarray(z).reshape(len(z), 8, 8, 1)
@@ -122,7 +123,7 @@ def vae_run(tmp_path_factory):
 def test_training_writes_the_report_with_every_vae_metric(vae_run):
     report = json.loads((vae_run / "report.json").read_text())
     metrics = report["metrics"]
-    assert metrics["vae"]["iwae"] >= metrics["vae"]["elbo"] - 0.5  # the bound is at least as tight (up to noise)
+    assert metrics["likelihood"]["iwae"] >= metrics["likelihood"]["elbo"] - 0.5  # the bound is at least as tight (up to noise)
     assert metrics["probe"]["pixels"]["logistic"] > 0.9
     assert 0.5 < metrics["outlier_auc"]["noise"] <= 1.0
     assert "## Figures" in (vae_run / "report.md").read_text()
@@ -171,10 +172,10 @@ def test_what_the_figures_draw_is_digit_like_not_blank(vae_run):
     from keras_ae.runs import load_run
 
     run = load_run(vae_run)
-    samples = figures._decode(run.model, figures._prior_samples(run, 32))
+    samples = figures._decode(run.model, run.model.prior.sample(32))
     assert samples.shape == (32, 8, 8, 1)
     assert np.all(samples.reshape(32, -1).std(axis=1) > 0.1)  # every sample has strokes, not a flat image
     assert samples.std(axis=0).mean() > 0.02  # and the samples differ from one another
     x, _ = run.splits.arrays("test")
-    line = figures._decode(run.model, latent.interpolate(*figures.codes(run.model, x[:2]), 5))
+    line = figures._decode(run.model, latent.interpolate(*run.model.codes(x[:2]), 5))
     np.testing.assert_allclose(line[[0, -1]], run.model.reconstruct(x[:2]), atol=1e-5)  # ends are the two images

@@ -17,7 +17,10 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from keras_ae import data, export, generate, train
+from PIL import Image
+
+from keras_ae import data, export, generate, latent, serving, train
+from keras_ae.errors import InputError
 
 LATENT = 8
 MODELS = {  # --model name -> extra train.py flags; "ae" keeps the default 512,256 widths (weights enough for int8)
@@ -30,7 +33,7 @@ MODELS = {  # --model name -> extra train.py flags; "ae" keeps the default 512,2
     "cvae": ["--widths", "64,32"],
 }
 CONDITIONAL = {"cvae"}
-TFLITE = [f"decoder{'' if v == 'float32' else '_' + v}.tflite" for v in generate.VARIANTS] + ["encoder.tflite"]
+TFLITE = [f"1/decoder{'' if v == 'float32' else '_' + v}.tflite" for v in serving.VARIANTS] + ["1/encoder.tflite"]
 
 # Runs first in the child process: `import keras`, keras_ae.models / train / data / export all fail there.
 BLOCK_MODEL_CODE = textwrap.dedent('''
@@ -57,7 +60,7 @@ BLOCK_MODEL_CODE = textwrap.dedent('''
 CLIENT = BLOCK_MODEL_CODE + textwrap.dedent('''
     import json
     import numpy as np
-    from keras_ae import generate
+    from keras_ae import generate, serving
 
     def psnr(images, reference):
         return float(10 * np.log10(1.0 / np.mean((images - reference) ** 2)))
@@ -67,11 +70,11 @@ CLIENT = BLOCK_MODEL_CODE + textwrap.dedent('''
         ref = np.load(reference)
         labels = ref["labels"] if "labels" in ref else None
         figures = {}
-        for backend, variant in [("saved_model", "float32")] + [("tflite", v) for v in generate.VARIANTS]:
+        for backend, variant in [("saved_model", "float32")] + [("tflite", v) for v in serving.VARIANTS]:
             images = generate.load_decoder(export_dir, backend, variant)(ref["z"], labels)
             figures[f"decoder {backend} {variant}"] = {"max_abs": float(np.abs(images - ref["images"]).max()),
                                                        "psnr_db": psnr(images, ref["images"])}
-        for backend in generate.BACKENDS:
+        for backend in serving.BACKENDS:
             heads = generate.load_encoder(export_dir, backend)(ref["x"], labels)
             errors = [float(np.abs(heads[h] - ref[f"head_{h}"]).max()) for h in heads]
             figures[f"encoder {backend}"] = {"max_abs": max(errors)}
@@ -93,8 +96,14 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exports(runs):
-    return {name: export.export_run(run_dir) for name, run_dir in runs.items()}
+def export_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("export")
+
+
+@pytest.fixture(scope="module")
+def exports(runs, export_root):
+    """The model folder <root>/<name> of each run's first export (version 1)."""
+    return {name: export.export_run(run_dir, export_root).parent for name, run_dir in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +111,8 @@ def test_images():
     return data.load("digits", seed=0).arrays("test")
 
 
-def metadata_of(export_dir) -> dict:
-    return json.loads((Path(export_dir) / "metadata.json").read_text())
+def metadata_of(model_dir, version: int = 1) -> dict:
+    return json.loads((Path(model_dir) / str(version) / "metadata.json").read_text())
 
 
 def labels_for(name, count):
@@ -114,9 +123,9 @@ def labels_for(name, count):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_every_model_exports_a_complete_verified_layout(name, runs, exports):
+def test_every_model_exports_a_complete_verified_layout(name, runs, exports, export_root):
     export_dir = exports[name]
-    assert export_dir == runs[name] / "export" / name
+    assert export_dir == export_root / name
     for network in ("encoder", "decoder"):
         assert (export_dir / network / "1" / "saved_model.pb").is_file()
         assert any((export_dir / network / "1" / "variables").glob("variables.data-*"))
@@ -126,8 +135,10 @@ def test_every_model_exports_a_complete_verified_layout(name, runs, exports):
 
     metadata = metadata_of(export_dir)
     assert set(metadata["artifacts"]) == {"encoder/1", "decoder/1", *TFLITE}
+    assert metadata["version"] == 1 and metadata["format_version"] == serving.FORMAT_VERSION
+    assert json.loads((runs[name] / "exports.json").read_text())[0]["model_dir"] == str(export_dir.resolve())
     for rel, entry in metadata["artifacts"].items():
-        assert generate.describe_artifact(export_dir / rel)["sha256"] == entry["sha256"], rel
+        assert serving.describe_artifact(export_dir / rel)["sha256"] == entry["sha256"], rel
     decoder, encoder = metadata["signatures"]["decoder"], metadata["signatures"]["encoder"]
     label = {"label": {"dtype": "int32", "shape": [-1]}} if name in CONDITIONAL else {}
     assert decoder["inputs"] == {"z": {"dtype": "float32", "shape": [-1, LATENT]}, **label}
@@ -150,7 +161,7 @@ def test_a_plain_autoencoder_samples_the_gaussian_of_its_training_codes(runs, ex
     np.testing.assert_allclose(sampling["mean"], codes.mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(sampling["covariance"], np.cov(codes, rowvar=False), atol=1e-4)
 
-    samples = generate.sample_codes(metadata_of(exports["ae"]), 20000, seed=1)
+    samples = serving.sample_codes(metadata_of(exports["ae"])["sampling"], 20000, seed=1)
     assert samples.dtype == np.float32 and samples.shape == (20000, LATENT)
     scale = codes.std(axis=0).max()
     np.testing.assert_allclose(samples.mean(axis=0), codes.mean(axis=0), atol=0.05 * scale)
@@ -158,7 +169,7 @@ def test_a_plain_autoencoder_samples_the_gaussian_of_its_training_codes(runs, ex
 
 def test_vae_codes_come_from_the_prior_and_the_seed(exports):
     metadata = metadata_of(exports["vae"])
-    first, again, other = (generate.sample_codes(metadata, 4000, seed) for seed in (3, 3, 4))
+    first, again, other = (serving.sample_codes(metadata["sampling"], 4000, seed) for seed in (3, 3, 4))
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert abs(first.mean()) < 0.05 and abs(first.std() - 1) < 0.05
@@ -167,15 +178,16 @@ def test_vae_codes_come_from_the_prior_and_the_seed(exports):
 # ---------------------------------------------------------------- generating images
 
 
-@pytest.mark.parametrize("backend", generate.BACKENDS)
+@pytest.mark.parametrize("backend", serving.BACKENDS)
 @pytest.mark.parametrize("name", MODELS)
-def test_every_model_generates_a_png(name, backend, exports, tmp_path, capsys):
+def test_every_model_generates_a_png_of_its_samples(name, backend, exports, tmp_path, capsys):
     out = tmp_path / "samples.png"
     variant = ["--variant", "int8"] if backend == "tflite" else []
     label = ["--label", "3"] if name in CONDITIONAL and backend == "tflite" else []
     assert generate.main([str(exports[name]), "--num", "16", "--backend", backend, *variant, *label,
                           "--out", str(out)]) == 0
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = np.asarray(Image.open(out).convert("L"), np.float32)
+    assert grid.shape[0] > 100 and grid.std() > 10  # a 4 x 4 grid of decoded images, not a blank page
     assert capsys.readouterr().out.strip() == str(out)
 
 
@@ -188,7 +200,7 @@ def test_given_codes_and_an_interpolation_are_decoded(exports, tmp_path):
     assert generate.main([str(exports["vae"]), "--interpolate", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
                           "--steps", "4", "--backend", "tflite", "--out", str(tmp_path / "i.png")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "i.png").stat().st_size > 0
-    line = generate.interpolate(np.zeros(LATENT), np.ones(LATENT), 5)
+    line = latent.interpolate(np.zeros(LATENT), np.ones(LATENT), 5)
     np.testing.assert_allclose(line[:, 0], [0, 0.25, 0.5, 0.75, 1])
 
 
@@ -220,7 +232,7 @@ def test_a_fresh_process_without_keras_reproduces_the_keras_model(runs, exports,
         print(f"\n{name}: " + ", ".join(f"{k} max|d| {v['max_abs']:.2e}" + (f" psnr {v['psnr_db']:.1f} dB"
                                                                            if "psnr_db" in v else "")
                                         for k, v in figures.items()))
-        print(f"{name}: sizes vs float32 " + ", ".join(f"{f} {sizes[f] / sizes['decoder.tflite']:.2f}"
+        print(f"{name}: sizes vs float32 " + ", ".join(f"{f} {sizes[f] / sizes['1/decoder.tflite']:.2f}"
                                                          for f in TFLITE[1:4]))
         assert figures["decoder saved_model float32"]["max_abs"] <= 1e-5
         assert figures["encoder saved_model"]["max_abs"] <= 1e-5
@@ -230,9 +242,9 @@ def test_a_fresh_process_without_keras_reproduces_the_keras_model(runs, exports,
         for variant in ("dynamic_int8", "int8"):
             assert figures[f"decoder tflite {variant}"]["psnr_db"] > 15, (name, variant)
         if name == "ae":  # 170k decoder weights: int8 storage must show
-            for file in ("decoder_dynamic_int8.tflite", "decoder_int8.tflite"):
-                assert sizes[file] < 0.5 * sizes["decoder.tflite"], file
-            assert sizes["decoder_float16.tflite"] < 0.6 * sizes["decoder.tflite"]
+            for file in ("1/decoder_dynamic_int8.tflite", "1/decoder_int8.tflite"):
+                assert sizes[file] < 0.5 * sizes["1/decoder.tflite"], file
+            assert sizes["1/decoder_float16.tflite"] < 0.6 * sizes["1/decoder.tflite"]
 
 
 # ---------------------------------------------------------------- serving contracts
@@ -253,11 +265,10 @@ def test_saved_model_cli_lists_the_named_signature(exports):
 
 
 @pytest.mark.parametrize("name", ["vae", "cvae"])
-@pytest.mark.parametrize("variant", generate.VARIANTS)
+@pytest.mark.parametrize("variant", serving.VARIANTS)
 def test_tflite_decoders_take_one_code_with_static_shapes_and_serve_any_batch(name, variant, exports):
-    file = "decoder.tflite" if variant == "float32" else f"decoder_{variant}.tflite"
-    interpreter = Interpreter(model_path=str(exports[name] / file))  # a Flex op would fail here or at invoke
-    inputs = interpreter.get_signature_runner(generate.SIGNATURE).get_input_details()
+    interpreter = Interpreter(model_path=str(exports[name] / serving.tflite_path("decoder", variant, 1)))  # a Flex op would fail here or at invoke
+    inputs = interpreter.get_signature_runner(serving.SIGNATURE).get_input_details()
     assert list(inputs["z"]["shape"]) == [1, LATENT]
     # no shape arithmetic left in the graph: XNNPACK can take every op (a dynamic batch left it out)
     assert not {op["op_name"] for op in interpreter._get_ops_details()} & {"SHAPE", "STRIDED_SLICE", "PACK"}
@@ -293,7 +304,8 @@ def test_saved_model_signatures_reject_invalid_inputs(exports):
     ("vae", np.zeros((2, 5), np.float32), None, r"codes z must have shape \[N, 8\] with N >= 1, got \[2, 5\]"),
     ("vae", np.zeros(LATENT), None, r"must have shape \[N, 8\]"),
     ("vae", np.full((2, LATENT), "a"), None, "must be real numbers"),
-    ("vae", np.full((2, LATENT), np.nan), None, "must be finite: 16 NaN or infinite"),
+    ("vae", np.full((2, LATENT), np.nan), None, "must be finite float32 numbers: 16 NaN"),
+    ("vae", np.full((2, LATENT), 1e39), None, "must be finite float32 numbers: 16 NaN, infinite or out-of-range"),
     ("vae", np.zeros((2, LATENT)), np.array([1, 2]), "is not conditional"),
     ("cvae", np.zeros((2, LATENT)), None, r"conditional on 10 classes: give one label in \[0, 9\]"),
     ("cvae", np.zeros((2, LATENT)), np.array([0, 10]), r"labels must be in \[0, 9\]"),
@@ -302,15 +314,15 @@ def test_saved_model_signatures_reject_invalid_inputs(exports):
 ])
 def test_the_decoder_client_rejects_bad_codes_and_labels(name, z, labels, message, exports):
     decode = generate.load_decoder(exports[name], "tflite")
-    with pytest.raises(generate.ClientError, match=message):
+    with pytest.raises(InputError, match=message):
         decode(z, labels)
 
 
 def test_the_encoder_client_rejects_bad_images(exports):
     encode = generate.load_encoder(exports["vae"], "saved_model")
-    with pytest.raises(generate.ClientError, match=r"images must have shape \[N, 8, 8, 1\] .*got \[2, 28, 28, 1\]"):
+    with pytest.raises(InputError, match=r"images must have shape \[N, 8, 8, 1\] .*got \[2, 28, 28, 1\]"):
         encode(np.zeros((2, 28, 28, 1), np.float32))
-    with pytest.raises(generate.ClientError, match=r"must lie in \[0.0, 1.0\]"):
+    with pytest.raises(InputError, match=r"must lie in \[0.0, 1.0\]"):
         encode(np.full((2, 8, 8, 1), 255.0))
 
 
@@ -330,31 +342,38 @@ def test_generate_cli_reports_bad_requests_in_one_line(exports, tmp_path, capsys
     assert "cannot read codes" in run_cli(generate.main, [exports["vae"], "--codes", tmp_path / "no.npy", *out],
                                           capsys)
     assert r"in [0, 9]" in run_cli(generate.main, [exports["cvae"], "--label", "12", *out], capsys)
-    assert "metadata.json not found" in run_cli(generate.main, [tmp_path, *out], capsys)
+    assert "no exported version" in run_cli(generate.main, [tmp_path, *out], capsys)
     assert not (tmp_path / "x.png").exists()
 
 
 def test_corrupt_metadata_and_changed_artifacts_are_refused(exports, tmp_path, capsys):
     copy = shutil.copytree(exports["vae"], tmp_path / "vae")
-    tampered = bytearray((copy / "decoder_int8.tflite").read_bytes())
+    tampered = bytearray((copy / "1" / "decoder_int8.tflite").read_bytes())
     tampered[-1] ^= 0xFF
-    (copy / "decoder_int8.tflite").write_bytes(bytes(tampered))
-    with pytest.raises(generate.ClientError, match="decoder_int8.tflite: sha256 mismatch"):
+    (copy / "1" / "decoder_int8.tflite").write_bytes(bytes(tampered))
+    with pytest.raises(serving.ArtifactError, match="decoder_int8.tflite: sha256 mismatch"):
         generate.load_decoder(copy, "tflite", "int8")
     generate.load_decoder(copy, "tflite", "float16")  # the untouched files still load
     variables = next((copy / "decoder" / "1" / "variables").glob("variables.data-*"))
     variables.write_bytes(variables.read_bytes()[:-4] + b"\0\0\0\0")
     assert "sha256 mismatch" in run_cli(generate.main, [copy, "--out", tmp_path / "x.png"], capsys)
 
-    (copy / "metadata.json").write_text("{not json")
-    assert "metadata.json is corrupt" in run_cli(generate.main, [copy, "--backend", "tflite"], capsys)
-    (copy / "metadata.json").write_text(json.dumps({"format_version": 99}))
-    with pytest.raises(generate.ClientError, match="format_version 99, this client reads 1"):
-        generate.read_metadata(copy)
-    valid = json.loads((Path(exports["vae"]) / "metadata.json").read_text())
-    for key, value in {"num_classes": "x", "latent_dim": 0, "image_shape": [28, 28]}.items():
-        (copy / "metadata.json").write_text(json.dumps({**valid, key: value}))
-        assert f"metadata.json: {key} must be" in run_cli(generate.main, [copy, "--num", "4"], capsys)
+    metadata = copy / "1" / "metadata.json"
+    metadata.write_text("{not json")
+    assert "metadata.json: unreadable" in run_cli(generate.main, [copy, "--backend", "tflite"], capsys)
+    metadata.write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(serving.ArtifactError, match=f"format_version 99, this client reads {serving.FORMAT_VERSION}"):
+        serving.read_metadata(copy)
+    valid = metadata_of(exports["vae"])
+    for key, value in {"num_classes": "x", "latent_dim": 0, "image_shape": [28, 28], "version": 2}.items():
+        metadata.write_text(json.dumps({**valid, key: value}))
+        expected = "says version 2" if key == "version" else f"metadata.json: {key} must be"
+        assert expected in run_cli(generate.main, [copy, "--num", "4"], capsys)
+    for escape in ("../../../etc/passwd", "/etc/passwd"):  # artifact paths never leave the model folder
+        artifacts = {**valid["artifacts"], escape: valid["artifacts"]["1/decoder.tflite"]}
+        del artifacts["1/decoder.tflite"]
+        metadata.write_text(json.dumps({**valid, "artifacts": artifacts}))
+        assert "leaves" in run_cli(generate.main, [copy, "--backend", "tflite"], capsys)
 
 
 # ---------------------------------------------------------------- export errors and atomicity
@@ -368,9 +387,9 @@ def test_a_run_without_a_model_is_refused(runs, tmp_path, capsys):
     run_dir = run_copy(runs["sparse"], tmp_path)
     (run_dir / "model.keras").unlink()
     with pytest.raises(export.ExportError, match=r"model\.keras: no trained model"):
-        export.export_run(run_dir)
-    assert "model.keras: no trained model" in run_cli(export.main, [run_dir], capsys)
-    assert not (run_dir / "export").exists()
+        export.export_run(run_dir, tmp_path / "export")
+    assert "model.keras: no trained model" in run_cli(export.main, [run_dir, "--out", tmp_path / "export"], capsys)
+    assert not (tmp_path / "export").exists()
 
 
 @pytest.mark.parametrize("config, message", [
@@ -386,7 +405,7 @@ def test_a_missing_or_corrupt_config_is_refused(config, message, runs, tmp_path)
     else:
         (run_dir / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
     with pytest.raises(export.ExportError, match=message):
-        export.export_run(run_dir)
+        export.export_run(run_dir, tmp_path / "export")
 
 
 def test_a_run_of_another_major_version_is_refused(runs, tmp_path, capsys):
@@ -394,32 +413,30 @@ def test_a_run_of_another_major_version_is_refused(runs, tmp_path, capsys):
     config = json.loads((run_dir / "config.json").read_text())
     config["versions"]["keras_ae"] = "7.0.0"
     (run_dir / "config.json").write_text(json.dumps(config))
-    assert "says keras_ae 7.0.0" in run_cli(export.main, [run_dir], capsys)
+    assert "says keras_ae 7.0.0" in run_cli(export.main, [run_dir, "--out", tmp_path / "export"], capsys)
 
 
-def test_only_plain_autoencoders_need_their_training_data_back(runs, tmp_path):
+def test_no_model_needs_its_training_data_back(runs, tmp_path):
+    """The prior (a plain autoencoder's fitted Gaussian) is in model.keras: export never reloads the data."""
     for name in ("sparse", "vae"):
         run_dir = shutil.copytree(runs[name], tmp_path / name, ignore=shutil.ignore_patterns("export", "logs"))
         config = json.loads((run_dir / "config.json").read_text())
-        config["options"].update(dataset="no_such_dataset", no_download=True)
+        config["data"]["load"].update(name="no_such_dataset", download=False)
         (run_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(export.ExportError, match="cannot reload the training split .*unknown dataset 'no_such"):
-        export.export_run(tmp_path / "sparse")
-    assert not (tmp_path / "sparse" / "export").exists()
-    assert metadata_of(export.export_run(tmp_path / "vae", quantize=False))["sampling"]["prior"] == "normal"
+        version_dir = export.export_run(run_dir, tmp_path / "export", quantize=False)
+        expected = "normal" if name == "vae" else "empirical_gaussian"
+        assert metadata_of(version_dir.parent)["sampling"]["prior"] == expected
 
 
-def test_an_existing_version_is_never_overwritten(runs, exports, capsys):
-    before = {rel: generate.describe_artifact(exports["vae"] / rel)["sha256"] for rel in ("decoder/1", "encoder/1")}
-    metadata = (exports["vae"] / "metadata.json").read_text()
+def test_an_existing_version_is_never_overwritten(runs, exports, export_root, capsys):
+    before = {rel: serving.describe_artifact(exports["vae"] / rel)["sha256"] for rel in ("decoder/1", "encoder/1", "1")}
     with pytest.raises(export.ExportError, match=r"encoder/1 already exists .*--version 2"):
-        export.export_run(runs["vae"], version=1)
-    assert "--version 2" in run_cli(export.main, [runs["vae"], "--version", "1"], capsys)
-    assert {rel: generate.describe_artifact(exports["vae"] / rel)["sha256"] for rel in before} == before
-    assert (exports["vae"] / "metadata.json").read_text() == metadata
+        export.export_run(runs["vae"], export_root, version=1)
+    assert "--version 2" in run_cli(export.main, [runs["vae"], "--out", export_root, "--version", "1"], capsys)
+    assert {rel: serving.describe_artifact(exports["vae"] / rel)["sha256"] for rel in before} == before
 
 
-def test_an_interrupted_export_leaves_no_version_behind(runs, exports, monkeypatch):
+def test_an_interrupted_export_leaves_no_version_behind(runs, exports, export_root, monkeypatch):
     convert = export._tflite
 
     def crash_at_the_last_conversion(module, function, variant, calibration):  # after both SavedModels
@@ -427,25 +444,30 @@ def test_an_interrupted_export_leaves_no_version_behind(runs, exports, monkeypat
             raise RuntimeError("converter crashed")
         return convert(module, function, variant, calibration)
 
-    metadata = (exports["sparse"] / "metadata.json").read_text()
     monkeypatch.setattr(export, "_tflite", crash_at_the_last_conversion)
     with pytest.raises(RuntimeError, match="converter crashed"):
-        export.export_run(runs["sparse"], version=2)
-    assert not (exports["sparse"] / "encoder" / "2").exists() and not (exports["sparse"] / "decoder" / "2").exists()
+        export.export_run(runs["sparse"], export_root, version=2)
+    for rel in ("encoder/2", "decoder/2", "2"):
+        assert not (exports["sparse"] / rel).exists(), rel
     assert not list(exports["sparse"].glob(".tmp-*"))
-    assert (exports["sparse"] / "metadata.json").read_text() == metadata
+    assert serving.read_metadata(exports["sparse"])["version"] == 1
 
 
-def test_a_new_version_is_added_beside_the_old_one(runs, exports, tmp_path, capsys):
+def test_a_new_version_is_added_beside_the_old_one_and_keeps_it_whole(runs, exports, tmp_path, capsys):
     root = tmp_path / "root"
     shutil.copytree(exports["sparse"], root / "digits-sparse")
-    assert export.main([str(runs["sparse"]), "--out", str(root), "--name", "digits-sparse", "--version", "2",
-                        "--no-quantize"]) == 0
+    first = {rel: serving.describe_artifact(root / "digits-sparse" / rel)["sha256"]
+             for rel in ("decoder/1", "encoder/1", "1")}
+    assert export.main([str(runs["sparse"]), "--out", str(root), "--name", "digits-sparse", "--no-quantize"]) == 0
     export_dir = root / "digits-sparse"
-    assert capsys.readouterr().out.strip() == str(export_dir)
-    assert (export_dir / "decoder" / "1").is_dir() and (export_dir / "decoder" / "2" / "saved_model.pb").is_file()
-    metadata = metadata_of(export_dir)
-    assert metadata["version"] == 2 and {"decoder/2", "encoder/2", "decoder.tflite"} <= set(metadata["artifacts"])
-    assert "decoder_int8.tflite" not in metadata["artifacts"]
-    images = generate.load_decoder(export_dir)(generate.sample_codes(metadata, 3))
-    assert images.shape == (3, 8, 8, 1)
+    assert capsys.readouterr().out.strip() == str(export_dir / "2")
+    assert (export_dir / "decoder" / "2" / "saved_model.pb").is_file()
+    assert {rel: serving.describe_artifact(export_dir / rel)["sha256"] for rel in first} == first  # v1 untouched
+    metadata = metadata_of(export_dir, 2)
+    assert metadata["version"] == 2 and {"decoder/2", "encoder/2", "2/decoder.tflite"} <= set(metadata["artifacts"])
+    assert "2/decoder_int8.tflite" not in metadata["artifacts"]
+    assert serving.complete_versions(export_dir) == [1, 2]
+    latest = generate.load_decoder(export_dir)(serving.sample_codes(metadata["sampling"], 3))
+    assert latest.shape == (3, 8, 8, 1)
+    old = generate.load_decoder(export_dir, "tflite", "int8", version=1)  # every version stays usable
+    assert old(serving.sample_codes(metadata["sampling"], 3)).shape == (3, 8, 8, 1)

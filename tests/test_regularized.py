@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras_ae import data, losses
 from keras_ae.errors import ConfigError
 from keras_ae.models import ContractiveAutoencoder, DenoisingAutoencoder, SparseAutoencoder
+from keras_ae.models.contractive import code_and_jacobian_sq
 from keras_ae.models.denoising import corrupt
 
 rng = np.random.default_rng(0)
@@ -73,10 +74,10 @@ def test_kl_sparsity_is_zero_at_the_target_rate():
 def test_projection_estimate_agrees_with_the_exact_jacobian_norm():
     model = ContractiveAutoencoder((6, 6, 1), latent_dim=5, widths=(12,), arch="mlp")
     x = tf.constant(rng.random((4, 6, 6, 1)).astype("float32"))
-    _, exact = losses.code_and_jacobian_sq(model.encode, x, "exact")
+    _, exact = code_and_jacobian_sq(model.encode, x, "exact")
     draws = 400
     seed = keras.random.SeedGenerator(1)
-    estimates = np.stack([losses.code_and_jacobian_sq(model.encode, x, "projection", 1, seed)[1]
+    estimates = np.stack([code_and_jacobian_sq(model.encode, x, "projection", 1, seed)[1]
                           for _ in range(draws)])
     mean, standard_error = estimates.mean(axis=0), estimates.std(axis=0) / np.sqrt(draws)
     assert np.all(np.abs(mean - np.asarray(exact)) < 4 * standard_error + 1e-6)
@@ -86,7 +87,7 @@ def test_projection_estimate_agrees_with_the_exact_jacobian_norm():
 def test_exact_jacobian_matches_a_finite_difference():
     model = ContractiveAutoencoder((3, 3, 1), latent_dim=2, widths=(8,), arch="mlp", activation="tanh")
     x = rng.random((1, 3, 3, 1))
-    _, exact = losses.code_and_jacobian_sq(model.encode, tf.constant(x, "float32"), "exact")
+    _, exact = code_and_jacobian_sq(model.encode, tf.constant(x, "float32"), "exact")
     step, columns = 1e-3, []
     for i in range(9):
         delta = np.zeros_like(x)

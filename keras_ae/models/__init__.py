@@ -1,10 +1,11 @@
-"""The zoo: every model by its CLI name."""
+"""The zoo: every model by its ``--model`` name. A new model is its own module and one line here."""
 
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder
 from keras_ae.models.contractive import ContractiveAutoencoder
 from keras_ae.models.denoising import DenoisingAutoencoder
 from keras_ae.models.pca import PCA
+from keras_ae.models.priors import FittedGaussian, Prior, StandardNormal
 from keras_ae.models.sparse import SparseAutoencoder
 from keras_ae.models.vae import VAE, ConditionalVAE
 
@@ -28,4 +29,4 @@ def model_class(name: str):
 
 
 __all__ = ["MODELS", "PCA", "VAE", "Autoencoder", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
-           "SparseAutoencoder", "model_class"]
+           "FittedGaussian", "Prior", "SparseAutoencoder", "StandardNormal", "model_class"]

@@ -1,12 +1,25 @@
-"""The base class of the zoo: an encoder, a decoder, named loss terms and the training step.
+"""The base class of the zoo: an encoder, a decoder, a prior, named loss terms and the training step.
 
-Every model of keras_ae is a subclass of :class:`Autoencoder`. A subclass states its objective in
-:meth:`Autoencoder.compute_losses` (a dict of named, batch-averaged terms whose ``"loss"`` entry is
-minimised) and lists the term names in ``loss_terms``; the shared ``train_step``/``test_step``
-turn that into gradients and per-epoch metrics, correctly under a ``tf.distribute`` strategy.
+Every model of keras_ae is a subclass of :class:`Autoencoder` and keeps one contract, so training,
+evaluation, figures and export never ask which model they hold:
+
+- ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``codes(x)`` (batched, NumPy) and ``sample(n)``;
+- ``prior``: how new codes are drawn (:mod:`keras_ae.models.priors`), saved with the model;
+- ``compute_losses(x, y)``: a dict of named, batch-averaged terms whose ``"loss"`` entry is
+  minimised, named in ``loss_terms``; the shared ``train_step``/``test_step`` turn it into gradients
+  and per-epoch metrics, correctly under a ``tf.distribute`` strategy;
+- ``outlier_score(x)`` per image and ``likelihood_report(x)`` (None without a density);
+- ``options``: the constructor arguments the command line offers (:mod:`keras_ae.options`).
 
 Reduction rule (see :mod:`keras_ae.losses`): terms are summed over pixels / latent units per
 example and averaged over the batch.
+
+Your own networks: pass ``encoder=`` and/or ``decoder=`` Keras models. The encoder maps images
+(N, H, W, C) in [0, 1] -- or ``[images, one_hot_labels]`` for a conditional model -- to a dict of the
+model's ``heads`` (``{"z": ...}``; a VAE's ``{"z_mean": ..., "z_log_var": ...}``), each (N, latent_dim).
+The decoder maps codes (N, latent_dim) -- or ``[z, one_hot_labels]`` -- to logits shaped like the
+images (the model applies the sigmoid). The model is then saved, loaded, evaluated and exported like
+a built-in one, and its config holds the networks' own configs.
 """
 
 from __future__ import annotations
@@ -14,12 +27,23 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import losses
+from keras_ae import losses, serving
 from keras_ae.errors import ConfigError
-from keras_ae.networks import NetworkSpec, build_decoder, build_encoder
+from keras_ae.models.priors import FittedGaussian
+from keras_ae.networks import (
+    ARCHITECTURES,
+    DEFAULT_WIDTHS,
+    DOWNSAMPLING,
+    UPSAMPLING,
+    NetworkSpec,
+    build_decoder,
+    build_encoder,
+)
+from keras_ae.options import Option, finite_float, int_list, non_negative_int, positive_int
 
 RECONSTRUCTION_LOSSES = ("mse", "bce", "gaussian")
 
@@ -33,6 +57,13 @@ def non_negative(option: str, value) -> float:
     if not (math.isfinite(number) and number >= 0):
         raise ConfigError(f"{option} must be a finite number >= 0, got {value!r}")
     return number
+
+
+def in_batches(fn, x, labels=None, batch_size: int = 256) -> np.ndarray:
+    """``fn(images, labels)`` over ``x`` in batches of ``batch_size``, concatenated as NumPy."""
+    return np.concatenate([np.asarray(fn(x[start:start + batch_size],
+                                         None if labels is None else labels[start:start + batch_size]))
+                           for start in range(0, len(x), batch_size)])
 
 
 def _share_of_global_batch(loss, batch_size):
@@ -49,15 +80,30 @@ def _share_of_global_batch(loss, batch_size):
     return loss * local / context.all_reduce(tf.distribute.ReduceOp.SUM, local)
 
 
+def _network(network, role: str):
+    """A user's ``encoder=`` / ``decoder=``: a Keras model, or its serialized config (from a .keras file)."""
+    if network is None or isinstance(network, keras.layers.Layer):
+        return network
+    if isinstance(network, dict):
+        return keras.saving.deserialize_keras_object(network)
+    raise ConfigError(f"{role} must be a Keras model, got {type(network).__name__}")
+
+
+def _input_size(network, position: int = 0):
+    """The feature shape of a functional network's input, or None when it cannot be read without calling it."""
+    inputs = getattr(network, "inputs", None)
+    return None if not inputs else tuple(int(d) for d in inputs[position].shape[1:])
+
+
 @keras.saving.register_keras_serializable(package="keras_ae")
 class Autoencoder(keras.Model):
     """Undercomplete autoencoder: ``x -> z = e(x) -> x_hat = sigmoid(d(z))``.
 
     Args:
-        input_shape: (H, W, C) of the images, pixels in [0, 1].
-        latent_dim: size of the code z.
-        arch, widths, dense_units, down, up, activation, code_activation: the networks (see
-            :class:`keras_ae.networks.NetworkSpec`).
+        input_shape: (H, W, C) of the images, pixels in [0, 1] (read from ``encoder`` when given).
+        latent_dim: size of the code z (read from ``decoder`` or ``encoder`` when given).
+        arch, widths, dense_units, down, up, activation, code_activation: the built networks (see
+            :class:`keras_ae.networks.NetworkSpec`); unused for a network you give.
         reconstruction: ``"mse"`` (squared error summed over pixels), ``"bce"`` (Bernoulli
             negative log-likelihood in nats, summed over pixels) or ``"gaussian"`` (Gaussian negative
             log-likelihood in nats with mean sigmoid(logits) and one variance for all pixels).
@@ -65,22 +111,48 @@ class Autoencoder(keras.Model):
             learns it (a single trained log-variance).
         num_classes: make the model conditional: encoder and decoder also take a label in
             ``range(num_classes)``, given to them one-hot.
+        encoder, decoder: your own networks (see the module docstring) instead of built ones.
 
     Example:
         >>> model = Autoencoder((28, 28, 1), latent_dim=30, arch="conv")
         >>> model.compile(optimizer="adam")
-        >>> model.fit(train_ds, validation_data=val_ds, epochs=10)
-        >>> codes = model.encode(images)
+        >>> model.fit(train_ds, validation_data=val_ds, epochs=10)   # also fits model.prior
+        >>> codes, images = model.codes(test_images), model.sample(16)
     """
 
     heads = ("z",)
     loss_terms = ("loss", "reconstruction")
     needs_labels = False  # conditional models must be trained on labelled data
+    outlier_score_name = "squared reconstruction error"
+    options = {
+        "latent_dim": Option("size of the code z", positive_int),
+        "arch": Option("encoder/decoder family", choices=ARCHITECTURES),
+        "widths": Option("comma-separated Dense units (mlp) or conv filters per stage (conv)", int_list,
+                         default_text=" for mlp, ".join(",".join(map(str, DEFAULT_WIDTHS[a])) for a in ARCHITECTURES)
+                         + " for conv"),
+        "dense_units": Option("conv: a Dense layer of this size before the code (0: none)", non_negative_int),
+        "down": Option("conv: stride-2 convolutions or convolution + max-pooling", choices=DOWNSAMPLING),
+        "up": Option("conv: stride-2 transposed convolutions or upsampling + convolution", choices=UPSAMPLING),
+        "activation": Option("hidden activation (any Keras activation name)"),
+        "code_activation": Option("activation of the code layer: linear, or relu for codes with exact zeros"),
+        "reconstruction": Option("reconstruction term, summed over pixels: squared error (mse), Bernoulli "
+                                 "likelihood (bce) or Gaussian likelihood (gaussian)", choices=RECONSTRUCTION_LOSSES),
+        "output_std": Option("with --reconstruction gaussian: fixed standard deviation of every pixel",
+                             finite_float, default_text="learned"),
+    }
 
-    def __init__(self, input_shape, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
+    def __init__(self, input_shape=None, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
                  up="transpose", activation="relu", code_activation="linear", reconstruction="mse", output_std=None,
-                 num_classes=None, **kwargs):
+                 num_classes=None, encoder=None, decoder=None, **kwargs):
         super().__init__(**kwargs)
+        encoder, decoder = _network(encoder, "encoder"), _network(decoder, "decoder")
+        if input_shape is None:
+            input_shape = _input_size(encoder) if encoder is not None else None
+            if input_shape is None:
+                raise ConfigError("give input_shape (H, W, C): there is no encoder to read it from")
+        if decoder is not None and _input_size(decoder) is not None:
+            latent_dim = _input_size(decoder)[0]
+        # The spec of the built networks; with both networks given it still checks the shapes.
         self.spec = NetworkSpec(tuple(input_shape), latent_dim, arch, None if widths is None else tuple(widths),
                                 dense_units, down, up, activation, code_activation)
         if reconstruction not in RECONSTRUCTION_LOSSES:
@@ -97,7 +169,14 @@ class Autoencoder(keras.Model):
             initial = 0.0 if self.output_std is None else 2.0 * math.log(self.output_std)
             self.output_log_var = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
                                                   trainable=self.output_std is None, name="output_log_var")
-        self.encoder, self.decoder = self.build_networks()
+        self.custom = {"encoder": encoder is not None, "decoder": decoder is not None}
+        if encoder is None or decoder is None:
+            built_encoder, built_decoder = self.build_networks()
+            encoder, decoder = encoder or built_encoder, decoder or built_decoder
+        self.encoder, self.decoder = encoder, decoder
+        if any(self.custom.values()):
+            self._check_networks()
+        self.prior = self.build_prior()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
         self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
 
@@ -105,7 +184,47 @@ class Autoencoder(keras.Model):
         """The (encoder, decoder) pair for ``self.spec``; PCA overrides it with its linear maps."""
         return build_encoder(self.spec, self.heads, self.num_classes), build_decoder(self.spec, self.num_classes)
 
-    # ---- the uniform contract: encode, decode, reconstruct -------------------------------------
+    def build_prior(self):
+        """How this model draws new codes: the Gaussian of its training codes (fitted when training ends)."""
+        return FittedGaussian(self.latent_dim, name="prior")
+
+    def _check_networks(self) -> None:
+        """A ConfigError unless the networks keep the contract of the module docstring (one test batch)."""
+        x = np.zeros((2, *self.image_shape), "float32")
+        labels = None if self.num_classes is None else np.zeros(2, "int32")
+        heads = self.encoder(self.conditioned(x, labels))
+        if not isinstance(heads, dict) or not set(self.heads) <= set(heads):
+            found = sorted(heads) if isinstance(heads, dict) else type(heads).__name__
+            raise ConfigError(f"the encoder must return a dict with {', '.join(map(repr, self.heads))} (the heads of "
+                              f"{type(self).__name__}), got {found}")
+        for name in self.heads:
+            if tuple(heads[name].shape) != (2, self.latent_dim):
+                raise ConfigError(f"the encoder's {name!r} has shape {tuple(heads[name].shape[1:])} per image; the "
+                                  f"decoder takes codes of size {self.latent_dim}")
+        logits = self.decoder(self.conditioned(np.zeros((2, self.latent_dim), "float32"), labels))
+        if tuple(logits.shape) != (2, *self.image_shape):
+            raise ConfigError(f"the decoder returns {tuple(logits.shape[1:])} per code; it must return logits "
+                              f"shaped like the images, {self.image_shape}")
+
+    # ---- shapes --------------------------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.spec.input_shape
+
+    @property
+    def latent_dim(self) -> int:
+        return self.spec.latent_dim
+
+    @property
+    def input_dim(self) -> int:
+        return self.spec.input_dim
+
+    @property
+    def architecture(self) -> str:
+        """What reports show: the built networks' family, or "custom" for networks of your own."""
+        return "custom" if any(self.custom.values()) else self.spec.arch
+
+    # ---- the uniform contract: encode, decode, reconstruct, sample ------------------------------
     def conditioned(self, tensor, labels):
         """The network input for ``tensor``: itself, or ``[tensor, one_hot(labels)]`` for a conditional model."""
         if self.num_classes is None:
@@ -122,7 +241,7 @@ class Autoencoder(keras.Model):
     def encode_heads(self, x, labels=None, training=False) -> dict:
         """Every head of the encoder, in float32 whatever the compute precision (mixed precision)."""
         heads = self.encoder(self.conditioned(x, labels), training=training)
-        return {name: ops.cast(value, "float32") for name, value in heads.items()}
+        return {name: ops.cast(heads[name], "float32") for name in self.heads}
 
     def decode_logits(self, z, labels=None, training=False):
         """Decoder logits in float32 (losses are computed in float32 under mixed precision)."""
@@ -135,8 +254,23 @@ class Autoencoder(keras.Model):
     def reconstruct(self, x, labels=None, training=False):
         return self.decode(self.encode(x, labels, training=training), labels, training=training)
 
-    def call(self, x, training=False):
-        return self.reconstruct(x, training=training)
+    def call(self, inputs, training=False):
+        """Images -> reconstructions; a conditional model takes ``(images, labels)``."""
+        images, labels = inputs if self.num_classes is not None else (inputs, None)
+        return self.reconstruct(images, labels, training=training)
+
+    def codes(self, x, labels=None, batch_size: int = 256) -> np.ndarray:
+        """The deterministic codes (a VAE's posterior means) of images ``x``, in batches, as NumPy."""
+        return in_batches(self.encode, x, labels, batch_size)
+
+    def checked_labels(self, labels, count: int):
+        """``labels`` as int32 of length ``count`` (None for an unconditional model), or an InputError."""
+        return serving.check_labels(labels, count, self.num_classes, self.name)
+
+    def sample(self, num: int, labels=None, seed=None):
+        """``num`` new images from the decoder alone, codes drawn from ``self.prior`` (with ``labels`` when
+        conditional; one label is used for all)."""
+        return self.decode(self.prior.sample(num, seed), self.checked_labels(labels, num))
 
     def figure_rows(self, x, labels=None) -> dict:
         """Rows of images that show what this model does to ``x`` (for the run folder's figure)."""
@@ -167,7 +301,38 @@ class Autoencoder(keras.Model):
         reconstruction = ops.mean(self.reconstruction_error(x, logits))
         return {"loss": reconstruction, "reconstruction": reconstruction}
 
+    # ---- what evaluation asks of every model ------------------------------------------------------
+    def outlier_score(self, x, labels=None):
+        """Per-image outlier score (higher: less like the training data); here the squared reconstruction error."""
+        return losses.squared_error(x, self.reconstruct(x, labels))
+
+    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict | None:
+        """The model's log-likelihood figures on images ``x`` (nats per image), or None: it has no density."""
+        return None
+
     # ---- the shared training mechanics -------------------------------------------------------
+    def fit(self, x=None, y=None, **kwargs):
+        """Keras's ``fit``, then :meth:`fit_prior` on the same training images (when the loss stayed finite)."""
+        history = super().fit(x, y, **kwargs)
+        if np.all(np.isfinite(history.history.get("loss", [0.0]))):
+            self.fit_prior(x, y)
+        return history
+
+    def fit_prior(self, x, y=None, batch_size: int = 256) -> None:
+        """Fit ``self.prior`` to the codes of the training images ``x`` (a plain autoencoder's Gaussian).
+
+        ``x``: an array of images (``y`` its labels) or a tf.data pipeline of ``images`` or
+        ``(images, labels)`` batches. A fixed prior (a VAE's N(0, I)) never asks for the codes.
+        """
+        if isinstance(x, tf.data.Dataset):
+            batches = (keras.utils.unpack_x_y_sample_weight(batch)[:2] for batch in x)
+        else:
+            x = np.asarray(x)
+            batches = ((x[i:i + batch_size], None if y is None else np.asarray(y)[i:i + batch_size])
+                       for i in range(0, len(x), batch_size))
+        self.prior.fit(np.asarray(self.encode(images, labels if self.num_classes else None))
+                       for images, labels in batches)
+
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -209,7 +374,27 @@ class Autoencoder(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    # ---- serialization -----------------------------------------------------------------------
+    # ---- export and serialization --------------------------------------------------------------
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Keras's own export of the whole model: images (and labels) -> reconstructions, one artifact.
+
+        For serving an autoencoder use :func:`keras_ae.export.export_model`: encoder and decoder apart
+        (generation without the encoder), TFLite variants, metadata and checksums.
+        """
+        if input_signature is None:
+            images = keras.InputSpec(shape=(None, *self.image_shape), dtype="float32")
+            labels = keras.InputSpec(shape=(None,), dtype="int32")
+            input_signature = [images] if self.num_classes is None else [(images, labels)]
+        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+
     def get_config(self):
-        return {"name": self.name, **self.spec.to_config(), "reconstruction": self.reconstruction,
-                "output_std": self.output_std, "num_classes": self.num_classes}
+        spec = self.spec.to_config()
+        config = {"name": self.name, "input_shape": spec.pop("input_shape"), "latent_dim": spec.pop("latent_dim"),
+                  "reconstruction": self.reconstruction, "output_std": self.output_std,
+                  "num_classes": self.num_classes}
+        if not all(self.custom.values()):
+            config.update(spec)  # what the built network(s) are made of
+        for role, custom in self.custom.items():
+            if custom:
+                config[role] = keras.saving.serialize_keras_object(getattr(self, role))
+        return config

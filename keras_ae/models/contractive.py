@@ -4,22 +4,46 @@ Penalising the encoder's Jacobian makes the code insensitive to small moves of t
 direction the data does not need, so an over-complete code cannot simply copy the input.
 
 The penalty is exact (batch Jacobian) for small dense encoders and an unbiased random-projection
-estimate otherwise (``jacobian="auto"``), see :func:`keras_ae.losses.code_and_jacobian_sq`.
-Reported per epoch: the penalty and ``jacobian_norm``, the mean Frobenius norm per image.
+estimate otherwise (``jacobian="auto"``), see :func:`code_and_jacobian_sq` (which evaluation also uses
+to report every model's Jacobian norm). Reported per epoch: the penalty and ``jacobian_norm``, the
+mean Frobenius norm per image.
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
-from keras_ae import losses
 from keras_ae.errors import ConfigError
+from keras_ae.losses import sum_per_example
 from keras_ae.models.base import Autoencoder, non_negative
+from keras_ae.options import Option, finite_float, positive_int
 
 JACOBIAN_METHODS = ("auto", "exact", "projection")
 EXACT_LATENT_LIMIT = 64  # "auto" uses the exact Jacobian for dense encoders with at most this many units
 EXACT_BYTES_LIMIT = 2**30  # refuse an exact Jacobian whose batch would take more memory than this
+
+
+def code_and_jacobian_sq(encode, x, method: str = "exact", projections: int = 1, seed=None):
+    """``encode(x)`` and ||d encode(x) / dx||_F^2 per example, exact or an unbiased estimate.
+
+    ``exact`` builds the batch Jacobian (B x latent x pixels). ``projection`` draws ``projections``
+    Rademacher vectors v in the (small) latent space and uses E||v^T J||^2 = ||J||_F^2, each v^T J
+    being one reverse-mode product: the cost of a few backward passes, whatever the encoder.
+    Both are differentiable, so the penalty trains the encoder. (Gradient tapes: TensorFlow backend.)
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape(persistent=method == "projection" and projections > 1) as tape:
+        tape.watch(x)
+        z = encode(x)
+    if method == "exact":
+        return z, sum_per_example(ops.square(tape.batch_jacobian(z, x)))
+    total = 0.0
+    for _ in range(projections):
+        v = ops.sign(keras.random.normal(ops.shape(z), seed=seed))  # Rademacher +-1
+        total += sum_per_example(ops.square(tape.gradient(z, x, output_gradients=v)))
+    return z, total / projections
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -36,8 +60,15 @@ class ContractiveAutoencoder(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "penalty", "jacobian_norm")
+    options = {
+        "penalty_weight": Option("weight lambda of the penalty added to the reconstruction", finite_float,
+                                 metavar="LAMBDA"),
+        "jacobian": Option("exact batch Jacobian, random-projection estimate, or auto (exact for mlp encoders "
+                           f"with latent <= {EXACT_LATENT_LIMIT})", choices=JACOBIAN_METHODS),
+        "projections": Option("random projections per step for the estimator", positive_int),
+    }
 
-    def __init__(self, input_shape, penalty_weight=0.1, jacobian="auto", projections=1, seed=0, **kwargs):
+    def __init__(self, input_shape=None, penalty_weight=0.1, jacobian="auto", projections=1, seed=0, **kwargs):
         if jacobian not in JACOBIAN_METHODS:
             raise ConfigError(f"unknown jacobian method {jacobian!r}; choose one of {', '.join(JACOBIAN_METHODS)}")
         if int(projections) < 1:
@@ -45,20 +76,20 @@ class ContractiveAutoencoder(Autoencoder):
         super().__init__(input_shape, **kwargs)
         self.penalty_weight, self.jacobian, self.projections, self.seed = (
             non_negative("penalty_weight (lambda)", penalty_weight), jacobian, int(projections), int(seed))
-        exact = self.spec.arch == "mlp" and self.spec.latent_dim <= EXACT_LATENT_LIMIT
+        exact = self.architecture == "mlp" and self.latent_dim <= EXACT_LATENT_LIMIT
         self.jacobian_method = ("exact" if exact else "projection") if jacobian == "auto" else jacobian
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def check_batch_size(self, batch_size: int) -> None:
         """Refuse, before training, an exact Jacobian that would not fit in memory."""
-        needed = 4 * batch_size * self.spec.latent_dim * self.spec.input_dim
+        needed = 4 * batch_size * self.latent_dim * self.input_dim
         if self.jacobian_method == "exact" and needed > EXACT_BYTES_LIMIT:
-            raise ConfigError(f"the exact Jacobian of a batch of {batch_size} ({self.spec.latent_dim} x "
-                              f"{self.spec.input_dim} per image) needs {needed / 2**30:.1f} GiB; use "
+            raise ConfigError(f"the exact Jacobian of a batch of {batch_size} ({self.latent_dim} x "
+                              f"{self.input_dim} per image) needs {needed / 2**30:.1f} GiB; use "
                               "--jacobian projection or a smaller --batch-size")
 
     def compute_losses(self, x, y=None, training=False):
-        z, penalty_per_image = losses.code_and_jacobian_sq(
+        z, penalty_per_image = code_and_jacobian_sq(
             lambda images: self.encode(images, y, training=training), x, self.jacobian_method, self.projections,
             self.seed_generator)
         logits = self.decode_logits(z, y, training=training)

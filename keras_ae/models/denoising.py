@@ -19,6 +19,7 @@ from keras import ops
 from keras_ae import losses
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, non_negative
+from keras_ae.options import Option, finite_float
 
 NOISES = ("gaussian", "mask", "salt_and_pepper")
 
@@ -51,8 +52,13 @@ class DenoisingAutoencoder(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "psnr_corrupted", "psnr_reconstructed")
+    options = {
+        "noise": Option("additive Gaussian noise, masking noise, or salt-and-pepper", choices=NOISES),
+        "noise_level": Option("sigma for gaussian; fraction of pixels hit for mask and salt_and_pepper, in [0, 1]",
+                              finite_float),
+    }
 
-    def __init__(self, input_shape, noise="gaussian", noise_level=0.3, seed=0, **kwargs):
+    def __init__(self, input_shape=None, noise="gaussian", noise_level=0.3, seed=0, **kwargs):
         if noise not in NOISES:
             raise ConfigError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}")
         noise_level = non_negative("noise_level", noise_level)

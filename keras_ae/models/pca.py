@@ -51,23 +51,25 @@ class PCA(Autoencoder):
 
     architecture = "linear"  # what reports show instead of the (unused) arch option
 
-    def __init__(self, input_shape, latent_dim=16, seed=0, **kwargs):
+    def __init__(self, input_shape=None, latent_dim=16, seed=0, **kwargs):
         if kwargs.get("num_classes") is not None:
             raise ConfigError("PCA is not conditional; it takes no num_classes")
+        if kwargs.get("encoder") is not None or kwargs.get("decoder") is not None:
+            raise ConfigError("PCA's encoder and decoder are its linear maps; it takes no networks of your own")
         self.seed = int(seed)
         super().__init__(input_shape, latent_dim=latent_dim, **kwargs)
-        if self.spec.latent_dim > self.spec.input_dim:
-            raise ConfigError(f"PCA has at most {self.spec.input_dim} components for {self.spec.input_shape} "
-                              f"images, asked for {self.spec.latent_dim}")
+        if self.latent_dim > self.input_dim:
+            raise ConfigError(f"PCA has at most {self.input_dim} components for {self.image_shape} "
+                              f"images, asked for {self.latent_dim}")
 
     def build_networks(self):
-        images = keras.Input(self.spec.input_shape, name="images")
+        images = keras.Input(self.image_shape, name="images")
         flat = layers.Flatten(name="flatten")(images)
-        encoder = keras.Model(images, {"z": layers.Dense(self.spec.latent_dim, name="z")(flat)}, name="encoder")
-        z = keras.Input((self.spec.latent_dim,), name="z")
-        mean_image = layers.Dense(self.spec.input_dim, name="components")(z)
+        encoder = keras.Model(images, {"z": layers.Dense(self.latent_dim, name="z")(flat)}, name="encoder")
+        z = keras.Input((self.latent_dim,), name="z")
+        mean_image = layers.Dense(self.input_dim, name="components")(z)
         logits = ClippedLogit(name="clipped_logits")(mean_image)
-        decoder = keras.Model(z, layers.Reshape(self.spec.input_shape, name="logits")(logits), name="decoder")
+        decoder = keras.Model(z, layers.Reshape(self.image_shape, name="logits")(logits), name="decoder")
         return encoder, decoder
 
     def fit(self, x=None, y=None, epochs=1, **kwargs):
@@ -75,14 +77,14 @@ class PCA(Autoencoder):
         from sklearn.decomposition import PCA as SklearnPCA
 
         images = _all_images(x)
-        if len(images) < self.spec.latent_dim:
-            raise ConfigError(f"PCA with {self.spec.latent_dim} components needs at least that many training "
+        if len(images) < self.latent_dim:
+            raise ConfigError(f"PCA with {self.latent_dim} components needs at least that many training "
                               f"images, got {len(images)}")
-        pca = SklearnPCA(self.spec.latent_dim, random_state=self.seed).fit(images.reshape(len(images), -1))
+        pca = SklearnPCA(self.latent_dim, random_state=self.seed).fit(images.reshape(len(images), -1))
         components, mean = pca.components_.T.astype("float32"), pca.mean_.astype("float32")
         self.encoder.get_layer("z").set_weights([components, -mean @ components])
         self.decoder.get_layer("components").set_weights([components.T, mean])
-        log.info("PCA: %d components explain %.1f%% of the variance", self.spec.latent_dim,
+        log.info("PCA: %d components explain %.1f%% of the variance", self.latent_dim,
                  100 * float(pca.explained_variance_ratio_.sum()))
         if epochs != 1:
             log.info("PCA is fitted in closed form: one pass over the data instead of %d epochs", epochs)

@@ -18,14 +18,16 @@ import keras
 from keras import ops
 
 from keras_ae.errors import ConfigError
+from keras_ae.losses import sum_per_example
 from keras_ae.models.base import Autoencoder, non_negative
 from keras_ae.networks import hidden_activations
+from keras_ae.options import Option, finite_float
 
 SPARSITY = ("latent", "activations", "kl")
 
 
 def _l1_per_example(tensors):
-    return sum(ops.sum(ops.reshape(ops.abs(t), (ops.shape(t)[0], -1)), axis=-1) for t in tensors)
+    return sum(sum_per_example(ops.abs(t)) for t in tensors)
 
 
 def kl_sparsity(codes, target_rate):
@@ -48,14 +50,26 @@ class SparseAutoencoder(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "penalty", "zero_fraction")
+    options = {
+        "sparsity": Option("L1 on the code (latent), L1 on every hidden activation (activations), or KL to a "
+                           "target rate (kl)", choices=SPARSITY),
+        "penalty_weight": Option("weight lambda of the penalty added to the reconstruction", finite_float,
+                                 metavar="LAMBDA"),
+        "target_rate": Option("with --sparsity kl: target mean activation rho in (0, 1)", finite_float,
+                              metavar="RHO"),
+        "zero_threshold": Option("|z| at or below which a code entry counts as zero", finite_float),
+    }
 
-    def __init__(self, input_shape, sparsity="latent", penalty_weight=1e-2, target_rate=0.05,
+    def __init__(self, input_shape=None, sparsity="latent", penalty_weight=1e-2, target_rate=0.05,
                  zero_threshold=1e-3, **kwargs):
         if sparsity not in SPARSITY:
             raise ConfigError(f"unknown sparsity {sparsity!r}; choose one of {', '.join(SPARSITY)}")
         if not 0.0 < target_rate < 1.0:
             raise ConfigError(f"target_rate (rho) must be in (0, 1), got {target_rate}")
         super().__init__(input_shape, **kwargs)
+        if not all(isinstance(net, keras.Model) and hasattr(net, "input") for net in (self.encoder, self.decoder)):
+            raise ConfigError("a sparse autoencoder taps its networks' activations: give functional Keras models "
+                              "as encoder and decoder")
         self.sparsity, self.penalty_weight = sparsity, non_negative("penalty_weight (lambda)", penalty_weight)
         self.target_rate, self.zero_threshold = float(target_rate), float(zero_threshold)
         # The same layers, also exposing their hidden activations for the penalty.

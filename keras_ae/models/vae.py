@@ -2,7 +2,8 @@
 
 The encoder gives q(z|x) = N(z_mean, exp(z_log_var)); a code is drawn with the reparameterization
 trick z = mean + sigma * eps, so gradients reach both mean and sigma; the decoder gives p(x|z),
-Bernoulli (``reconstruction="bce"``) or Gaussian (``"gaussian"``). The objective, per image:
+Bernoulli (``reconstruction="bce"``) or Gaussian (``"gaussian"``); the prior p(z) is N(0, I). The
+objective, per image:
 
     loss = reconstruction + beta * w * KL(q(z|x) || N(0, I)),   ELBO = -(reconstruction + KL)
 
@@ -10,6 +11,9 @@ with the reconstruction -log p(x|z) summed over pixels and the closed-form KL su
 units, both in nats, then averaged over the batch. w ramps from 0 to 1 over ``kl_warmup_epochs``
 (:class:`KLWarmup`); ``free_bits`` keeps each unit's batch-mean KL at or above that many nats in
 the loss (Kingma et al. 2016), so the optimiser stops pushing units into collapse.
+
+Evaluation (:meth:`VAE.likelihood_report`) gives the ELBO and the importance-weighted estimate of
+log p(x) (Burda et al. 2015) on the test images, the KL and the active units.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from keras import ops
 
 from keras_ae import losses
 from keras_ae.errors import ConfigError
-from keras_ae.models.base import Autoencoder, non_negative
+from keras_ae.models.base import Autoencoder, in_batches, non_negative
+from keras_ae.models.priors import StandardNormal
+from keras_ae.options import Option, finite_float, non_negative_int
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E_q[z_u]) > 0.01
 
@@ -37,6 +43,11 @@ def binarize(x, seed):
     return ops.cast(keras.random.uniform(ops.shape(x), seed=seed) < x, x.dtype)
 
 
+def active_units(means) -> int:
+    """Latent units whose posterior mean varies over the images: Var_x(E_q[z_u]) > 0.01 (Burda et al. 2015)."""
+    return int((np.var(np.asarray(means), axis=0) > ACTIVE_UNIT_THRESHOLD).sum())
+
+
 @keras.saving.register_keras_serializable(package="keras_ae")
 class VAE(Autoencoder):
     """Variational autoencoder with a Gaussian encoder and a Bernoulli or Gaussian decoder.
@@ -49,13 +60,22 @@ class VAE(Autoencoder):
         free_bits: minimum nats of KL per latent unit counted in the loss (0: off).
         kl_warmup_epochs: ramp the KL weight linearly from 0 to 1 over this many epochs (0: off).
         seed: seed of the reparameterization noise and the binarization.
-        **kwargs: the network options of :class:`Autoencoder`.
+        **kwargs: the network options of :class:`Autoencoder`; your own ``encoder`` returns
+            ``{"z_mean": ..., "z_log_var": ...}``.
     """
 
     heads = ("z_mean", "z_log_var")
     loss_terms = ("loss", "reconstruction", "kl", "elbo", "bits_per_dim", "active_units")
+    outlier_score_name = "-ELBO (nats)"
+    options = {
+        "beta": Option("weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE", finite_float),
+        "binarize": Option("dynamic binarization: each pixel is drawn 0/1 afresh every step", flag=True),
+        "free_bits": Option("minimum KL per latent unit counted in the loss (0: off)", finite_float, metavar="NATS"),
+        "kl_warmup_epochs": Option("ramp the KL weight linearly from 0 to 1 over N epochs (0: off)",
+                                   non_negative_int, metavar="N"),
+    }
 
-    def __init__(self, input_shape, beta=1.0, reconstruction="bce", binarize=False, free_bits=0.0,
+    def __init__(self, input_shape=None, beta=1.0, reconstruction="bce", binarize=False, free_bits=0.0,
                  kl_warmup_epochs=0, seed=0, **kwargs):
         if reconstruction not in ("bce", "gaussian"):
             raise ConfigError(f"a VAE needs a likelihood: reconstruction 'bce' (Bernoulli) or 'gaussian', "
@@ -71,34 +91,32 @@ class VAE(Autoencoder):
         self.kl_weight = keras.Variable(0.0 if self.kl_warmup_epochs else 1.0, trainable=False, name="kl_weight")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
-    # ---- the probabilistic contract ------------------------------------------------------------
+    def build_prior(self):
+        return StandardNormal(self.latent_dim, name="prior")
+
     def posterior(self, x, labels=None, training=False):
         """Mean and log-variance of q(z|x)."""
         heads = self.encode_heads(x, labels, training)
         return heads["z_mean"], heads["z_log_var"]
 
-    def sample(self, num: int, labels=None, seed=None):
-        """``num`` new images from the decoder alone: z ~ N(0, I) (with ``labels`` for a conditional model)."""
-        z = keras.random.normal((int(num), self.spec.latent_dim), seed=seed)
-        return self.decode(z, None if labels is None else self.checked_labels(labels, num))
-
-    def checked_labels(self, labels, count: int):
-        """``labels`` as int32 of length ``count``, or a ConfigError naming the bad value."""
-        labels = np.broadcast_to(np.asarray(labels), (count,))
-        if self.num_classes is None:
-            raise ConfigError(f"{self.name} is not conditional; it takes no labels")
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ConfigError(f"labels must be integers in [0, {self.num_classes - 1}], got {np.unique(labels)[:10]}")
-        return labels.astype("int32")
-
     # ---- the objective ---------------------------------------------------------------------------
+    def terms_per_image(self, x, labels=None, training=False, seed=None):
+        """(posterior mean, -log p(x|z) per image with z ~ q(z|x), KL per latent unit), all in nats."""
+        mean, log_var = self.posterior(x, labels, training=training)
+        z = reparameterize(mean, log_var, seed)
+        reconstruction = self.reconstruction_error(x, self.decode_logits(z, labels, training=training))
+        return mean, reconstruction, losses.kl_per_unit(mean, log_var)
+
+    def elbo_per_image(self, x, labels=None, seed=None):
+        """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + closed-form KL)."""
+        _, reconstruction, kl_units = self.terms_per_image(x, labels, seed=seed)
+        return -(reconstruction + ops.sum(kl_units, axis=-1))
+
     def compute_losses(self, x, y=None, training=False):
         if self.binarize:
             x = binarize(x, self.seed_generator)
-        mean, log_var = self.posterior(x, y, training=training)
-        z = reparameterize(mean, log_var, self.seed_generator)
-        reconstruction = ops.mean(self.reconstruction_error(x, self.decode_logits(z, y, training=training)))
-        kl_units = losses.kl_per_unit(mean, log_var)
+        mean, reconstruction, kl_units = self.terms_per_image(x, y, training, self.seed_generator)
+        reconstruction = ops.mean(reconstruction)
         kl = ops.mean(ops.sum(kl_units, axis=-1))
         kl_in_loss = ops.sum(ops.maximum(ops.mean(kl_units, axis=0), self.free_bits)) if self.free_bits else kl
         elbo = -(reconstruction + kl)
@@ -107,7 +125,7 @@ class VAE(Autoencoder):
             "reconstruction": reconstruction,
             "kl": kl,
             "elbo": elbo,
-            "bits_per_dim": -elbo / (self.spec.input_dim * math.log(2.0)),
+            "bits_per_dim": -elbo / (self.input_dim * math.log(2.0)),
             "active_units": ops.sum(ops.cast(ops.var(mean, axis=0) > ACTIVE_UNIT_THRESHOLD, "float32")),
         }
 
@@ -115,6 +133,10 @@ class VAE(Autoencoder):
         return [KLWarmup(self.kl_warmup_epochs)] if self.kl_warmup_epochs else []
 
     # ---- likelihood evaluation -------------------------------------------------------------------
+    def outlier_score(self, x, labels=None):
+        """-ELBO per image in nats (one sample of z)."""
+        return -self.elbo_per_image(x, labels)
+
     def importance_weighted_log_likelihood(self, x, labels=None, num_samples: int = 1000, chunk: int = 100,
                                            seed=None) -> np.ndarray:
         """Per-image importance-weighted estimate of log p(x), in nats (Burda et al. 2015).
@@ -136,14 +158,31 @@ class VAE(Autoencoder):
             eps = keras.random.normal((k, count, latent), seed=seed)
             z = mean + ops.exp(0.5 * log_var) * eps
             flat_z = ops.reshape(z, (k * count, latent))
-            repeated_x = ops.reshape(ops.tile(x[None], (k, 1, 1, 1, 1)), (k * count, *self.spec.input_shape))
+            repeated_x = ops.reshape(ops.tile(x[None], (k, 1, 1, 1, 1)), (k * count, *self.image_shape))
             repeated_labels = None if labels is None else ops.tile(ops.convert_to_tensor(labels), (k,))
             log_px_z = -self.reconstruction_error(repeated_x, self.decode_logits(flat_z, repeated_labels))
-            log_pz = losses.standard_normal_log_density(flat_z)
+            log_pz = self.prior.log_prob(flat_z)
             log_qz = -0.5 * ops.sum(ops.square(eps) + log_var + math.log(2.0 * math.pi), axis=-1)
             log_weights.append(ops.reshape(log_px_z + log_pz, (k, count)) - log_qz)
         log_weights = ops.concatenate(log_weights, axis=0)
         return np.asarray(ops.logsumexp(log_weights, axis=0) - math.log(num_samples))
+
+    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0, elbo_samples: int = 5) -> dict:
+        """ELBO and importance-weighted log p(x) (K = ``num_samples``) in nats per image, KL and active units.
+
+        A model trained with dynamic binarization is scored on one fixed binarization of ``x`` (seeded).
+        """
+        if self.binarize:
+            x = (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
+        elbo = np.mean([in_batches(self.elbo_per_image, x, labels).mean() for _ in range(elbo_samples)])
+        iwae = in_batches(lambda b, y: self.importance_weighted_log_likelihood(b, y, num_samples, chunk=100), x,
+                          labels, batch_size=50)
+        means = self.codes(x, labels)
+        log_vars = in_batches(lambda b, y: self.posterior(b, y)[1], x, labels)
+        kl = np.asarray(losses.kl_to_standard_normal(means, log_vars))
+        return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": num_samples,
+                "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
+                "kl": float(kl.mean()), "active_units": active_units(means), "binarized": bool(self.binarize)}
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta, "binarize": self.binarize, "free_bits": self.free_bits,
@@ -161,7 +200,7 @@ class ConditionalVAE(VAE):
 
     needs_labels = True
 
-    def __init__(self, input_shape, num_classes=None, **kwargs):
+    def __init__(self, input_shape=None, num_classes=None, **kwargs):
         if num_classes is None:
             raise ConfigError("the conditional VAE needs labels: train it on a labelled dataset (num_classes)")
         super().__init__(input_shape, num_classes=num_classes, **kwargs)

@@ -1,0 +1,26 @@
+"""Datasets for keras_ae: find images by name or path, check them, split them, feed them to Keras.
+
+`load(name)` resolves `name` in this order and stops at the first source that exists:
+
+1. an existing path: a `.npz` file, a folder of IDX files, a single IDX images file or a folder of images;
+2. `"digits"`: scikit-learn's bundled 8x8 digits (float32, the 0..16 values divided by 16);
+3. local roots (`data_dir`, then each entry of $KERAS_AE_DATA): `root` itself when it is an IDX folder
+   and was given as `data_dir`, then `root/<name>`, `root/<name>.npz`, `root/<name>-*` (sorted);
+4. TensorFlow Datasets: prepared data first (`download=False`), then a download.
+
+A source that exists but is broken raises a `DataError` naming the file; nothing is silently skipped
+or repaired. Every array is checked against the real file before it is trusted.
+
+Modules: `resolve` (the order above and `load`), one reader per format (`idx`, `npz`, `images`,
+`tfds`), `arrays` (what a reader returns), `splits` (the three splits and the tf.data pipeline).
+"""
+
+from keras_ae.data.arrays import MAX_ARRAY_BYTES, MAX_CLASSES, ArraySplit
+from keras_ae.data.idx import IDX_FILES
+from keras_ae.data.images import IMAGE_SUFFIXES
+from keras_ae.data.resolve import DATA_ENV, known_datasets, load
+from keras_ae.data.splits import MAX_IMAGE_SIDE, SPLITS, DataSplits, pipeline_options
+from keras_ae.data.tfds import TFDS_DATASETS
+
+__all__ = ["DATA_ENV", "IDX_FILES", "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_CLASSES", "MAX_IMAGE_SIDE", "SPLITS",
+           "TFDS_DATASETS", "ArraySplit", "DataSplits", "known_datasets", "load", "pipeline_options"]

@@ -1,0 +1,250 @@
+"""The export format, shared by its producer (:mod:`keras_ae.export`) and its clients (:mod:`keras_ae.generate`).
+
+An export root (``export/`` by default) is a TF Serving model root shared by all runs; each model
+name holds its numbered versions::
+
+    <root>/<name>/encoder/<version>/    SavedModel (TF Serving base path: <root>/<name>/encoder)
+    <root>/<name>/decoder/<version>/    SavedModel (TF Serving base path: <root>/<name>/decoder)
+    <root>/<name>/<version>/            metadata.json and the TFLite files of that version
+
+``metadata.json`` says what a client needs (shapes, pixel range, labels, the prior's description to
+sample codes from, signatures) and lists every artifact of its version with its sha256; paths are
+relative to ``<root>/<name>`` and never leave it. A version is complete once its ``metadata.json``
+exists (it is renamed into place last); versions are never overwritten.
+
+This module needs numpy only: clients read exports without Keras and without the model code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from keras_ae.errors import InputError, KerasAEError, one_line
+from keras_ae.io import read_json
+
+FORMAT_VERSION = 2  # of metadata.json; a client refuses other versions (1: keras_ae 0.2, one metadata per export)
+SIGNATURE = "serving_default"
+BACKENDS = ("saved_model", "tflite")
+VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+MAIN_INPUT = {"encoder": "images", "decoder": "z"}
+METADATA = "metadata.json"
+PRIORS = ("normal", "empirical_gaussian")
+REQUIRED_KEYS = ("name", "version", "latent_dim", "image_shape", "num_classes", "sampling", "signatures",
+                 "artifacts")
+
+
+class ArtifactError(KerasAEError, ValueError):
+    """An export folder or one of its files is missing, corrupt or changed; the message names it."""
+
+
+# ---------------------------------------------------------------- the layout
+
+
+def saved_model_path(network: str, version: int) -> str:
+    """Where a SavedModel goes, relative to the model's folder ``<root>/<name>``."""
+    return f"{network}/{version}"
+
+
+def tflite_path(network: str, variant: str, version: int) -> str:
+    """Where a TFLite file goes, relative to ``<root>/<name>``."""
+    return f"{version}/{network}.tflite" if variant == "float32" else f"{version}/{network}_{variant}.tflite"
+
+
+def metadata_path(version: int) -> str:
+    return f"{version}/{METADATA}"
+
+
+def versions(model_dir) -> list[int]:
+    """Every version number used in ``model_dir``, complete or not, sorted."""
+    model_dir = Path(model_dir)
+    folders = [model_dir, *(model_dir / network for network in MAIN_INPUT)]
+    return sorted({int(p.name) for folder in folders if folder.is_dir() for p in folder.iterdir()
+                   if p.name.isdigit() and p.name == str(int(p.name))})
+
+
+def complete_versions(model_dir) -> list[int]:
+    """The versions whose metadata.json is in place, sorted."""
+    return [v for v in versions(model_dir) if (Path(model_dir) / metadata_path(v)).is_file()]
+
+
+# ---------------------------------------------------------------- digests
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_artifact(path) -> dict:
+    """sha256 and size in bytes of a file, or of a folder (a SavedModel) with an entry per file.
+
+    A folder's sha256 is that of its manifest: one line ``<relative posix path>\\t<bytes>\\t<sha256>\\n``
+    per regular file, sorted by path, so a renamed, added, removed or changed file changes it.
+    """
+    path = Path(path)
+    if path.is_file():
+        return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+    files = {p.relative_to(path).as_posix(): describe_artifact(p) for p in sorted(path.rglob("*")) if p.is_file()}
+    manifest = "".join(f"{name}\t{entry['bytes']}\t{entry['sha256']}\n" for name, entry in sorted(files.items()))
+    return {"sha256": hashlib.sha256(manifest.encode()).hexdigest(),
+            "bytes": sum(entry["bytes"] for entry in files.values()), "files": files}
+
+
+# ---------------------------------------------------------------- reading an export
+
+
+def model_folder(export_dir) -> tuple[Path, int | None]:
+    """(``<root>/<name>``, version) for a model folder or one of its version folders (version None: latest)."""
+    path = Path(export_dir)
+    if path.name.isdigit() and (path / METADATA).is_file():
+        return path.parent, int(path.name)
+    return path, None
+
+
+def read_metadata(export_dir, version: int | None = None) -> dict:
+    """The checked metadata.json of one version (the latest complete one unless ``version`` is given).
+
+    ``export_dir`` is a model folder ``<root>/<name>`` or one of its version folders ``<root>/<name>/<v>``.
+    """
+    model_dir, given = model_folder(export_dir)
+    version = given if version is None else version
+    if version is None:
+        found = complete_versions(model_dir)
+        if not found:
+            raise ArtifactError(f"{model_dir}: no exported version (no <version>/{METADATA}); is it a folder "
+                                "written by python -m keras_ae.export (<root>/<name>)?")
+        version = found[-1]
+    path = model_dir / metadata_path(version)
+    metadata = read_json(path, ArtifactError, "export the run again")
+    if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
+        found = metadata.get("format_version") if isinstance(metadata, dict) else type(metadata).__name__
+        raise ArtifactError(f"{path}: format_version {found!r:.40}, this client reads {FORMAT_VERSION}")
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise ArtifactError(f"{path} lacks {', '.join(missing)}; export the run again")
+    artifacts = metadata["artifacts"]
+    if not isinstance(artifacts, dict) or not all(isinstance(entry, dict) for entry in artifacts.values()):
+        raise ArtifactError(f"{path}: corrupt artifacts entry; export the run again")
+    shape, classes = metadata["image_shape"], metadata["num_classes"]
+    if metadata["version"] != version:
+        raise ArtifactError(f"{path}: says version {metadata['version']!r:.40}, but it is the metadata of version "
+                            f"{version}")
+    if not _positive_int(metadata["latent_dim"]):
+        raise ArtifactError(f"{path}: latent_dim must be a positive integer, got {metadata['latent_dim']!r:.80}")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_positive_int(size) for size in shape)):
+        raise ArtifactError(f"{path}: image_shape must be [H, W, C] of positive integers, got {shape!r:.80}")
+    if classes is not None and not (_positive_int(classes) and classes >= 2):
+        raise ArtifactError(f"{path}: num_classes must be null or an integer >= 2, got {classes!r:.80}")
+    return {**metadata, "model_dir": str(model_dir)}
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def verified_artifact(metadata: dict, network: str, backend: str, variant: str) -> Path:
+    """The path of the asked artifact of a version, inside its model folder, after checking its sha256."""
+    model_dir = Path(metadata["model_dir"])
+    found = [(name, entry) for name, entry in metadata["artifacts"].items()
+             if (entry.get("kind"), entry.get("network"), entry.get("variant")) == (backend, network, variant)]
+    if not found:
+        available = sorted(f"{e.get('kind')}/{e.get('variant')}" for e in metadata["artifacts"].values()
+                           if e.get("network") == network)
+        raise ArtifactError(f"{model_dir} version {metadata['version']} has no {backend} {network} of variant "
+                            f"{variant!r}; it has: {', '.join(available) or 'none'}")
+    if len(found) > 1:
+        raise ArtifactError(f"{model_dir / metadata_path(metadata['version'])}: {len(found)} entries for the "
+                            f"{backend} {network} {variant}; export the run again")
+    (name, entry), = found
+    path = (model_dir / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(model_dir.resolve()):
+        raise ArtifactError(f"{model_dir / metadata_path(metadata['version'])}: artifact path {name!r:.80} leaves "
+                            f"{model_dir}; refusing to load it")
+    if not path.exists():
+        raise ArtifactError(f"{model_dir / name} is missing; export the run again")
+    actual = describe_artifact(path)["sha256"]
+    if actual != entry.get("sha256"):
+        raise ArtifactError(f"{model_dir / name}: sha256 mismatch (metadata.json says "
+                            f"{str(entry.get('sha256'))[:12]}..., the file is {actual[:12]}...): it changed after "
+                            "export; export the run again")
+    return path
+
+
+# ---------------------------------------------------------------- codes and inputs
+
+
+def sample_codes(sampling: dict, num: int, seed: int | None = 0) -> np.ndarray:
+    """``num`` float32 codes from a prior's description (metadata.json's ``sampling``), reproducible from ``seed``.
+
+    The one sampler of keras_ae: a model's prior (``model.prior.sample``) and an export's client both
+    draw through it, so they give the same codes for the same seed.
+    """
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise InputError(f"number of codes must be an integer >= 1, got {num!r}")
+    if not isinstance(sampling, dict) or sampling.get("prior") not in PRIORS:
+        raise ArtifactError(f"metadata.json: unknown sampling {sampling!r:.80}; export the run again")
+    rng = np.random.default_rng(seed)
+    try:
+        mean = np.asarray(sampling["mean"], np.float64)
+        if sampling["prior"] == "normal":
+            codes = rng.normal(mean, np.asarray(sampling["std"], np.float64), size=(int(num), len(mean)))
+        else:
+            codes = rng.multivariate_normal(mean, np.asarray(sampling["covariance"], np.float64), size=int(num),
+                                            check_valid="ignore")  # SVD: singular covariances (dead units) are fine
+        with np.errstate(over="ignore", invalid="ignore"):
+            codes = np.asarray(codes, np.float64).astype(np.float32)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"metadata.json: corrupt sampling entry ({one_line(error)}); export the run again") \
+            from None
+    if codes.ndim != 2 or not np.isfinite(codes).all():
+        raise ArtifactError("metadata.json: its sampling entry gives no finite float32 codes; export the run again")
+    return codes
+
+
+def check_array(value, what: str, shape: tuple, value_range=None) -> np.ndarray:
+    """``value`` as float32 of shape [N, *shape] with N >= 1, finite after the cast (and within ``value_range``)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{what} must be real numbers (float32), got dtype {array.dtype}")
+    expected = f"[N, {', '.join(str(s) for s in shape)}]"
+    if array.ndim != 1 + len(shape) or array.shape[1:] != tuple(shape) or len(array) == 0:
+        raise InputError(f"{what} must have shape {expected} with N >= 1, got {list(array.shape)}")
+    with np.errstate(over="ignore"):  # a finite float64 beyond float32's range becomes inf: refused below
+        array = array.astype(np.float32)
+    bad = np.count_nonzero(~np.isfinite(array))
+    if bad:
+        raise InputError(f"{what} must be finite float32 numbers: {bad} NaN, infinite or out-of-range values")
+    if value_range and (array.min() < value_range[0] or array.max() > value_range[1]):
+        raise InputError(f"{what} must lie in [{value_range[0]}, {value_range[1]}], "
+                         f"got values in [{array.min():.4g}, {array.max():.4g}]")
+    return array
+
+
+def check_labels(labels, count: int, num_classes: int | None, model: str) -> np.ndarray | None:
+    """int32 labels [count] for a conditional model (a single label is repeated), None for another one.
+
+    The one label check of keras_ae: models (``sample``, ``decode``) and export clients use it.
+    """
+    if num_classes is None:
+        if labels is not None:
+            raise InputError(f"model {model!r} is not conditional: it takes no labels")
+        return None
+    if labels is None:
+        raise InputError(f"model {model!r} is conditional on {num_classes} classes: "
+                         f"give one label in [0, {num_classes - 1}] per row")
+    array = np.asarray(labels)
+    if array.dtype.kind not in "iu":
+        raise InputError(f"labels must be integers in [0, {num_classes - 1}], got dtype {array.dtype}")
+    if array.ndim == 0:
+        array = np.full(count, array)
+    if array.shape != (count,):
+        raise InputError(f"labels must have shape [{count}] (one per row), got {list(array.shape)}")
+    if array.min() < 0 or array.max() >= num_classes:
+        raise InputError(f"labels must be in [0, {num_classes - 1}], got {sorted(set(array.tolist()))[:10]}")
+    return array.astype(np.int32)
