@@ -85,7 +85,8 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
     if not isinstance(model, Autoencoder):
         raise ExportError(f"{type(model).__name__} is not a keras_ae autoencoder")
     if not model.prior.fitted:
-        raise ExportError(f"{model.name}'s prior is not fitted: train it first (fit fits it) or call fit_prior")
+        raise ExportError(f"{model.name}'s prior is not fitted: call model.fit_prior(training images) after "
+                          "training (keras_ae.train.train does)")
     name = name or model.name
     if not name or name.startswith(".") or Path(name).name != name:
         raise ExportError(f"export name must be a plain folder name, got {name!r}")

@@ -193,8 +193,8 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
-    epoch (the same call resumes a killed run from its last good epoch), then model.keras (atomically)
-    and results.json. A NaN or infinite loss stops training with a KerasAEError naming the epoch and
+    epoch (the same call resumes a killed run from its last good epoch), fits the model's prior to the
+    training codes, then writes model.keras (atomically) and results.json. A NaN or infinite loss stops training with a KerasAEError naming the epoch and
     the last good checkpoint. ``options`` are recorded in config.json (the command line, for train.py).
     """
     import keras
@@ -220,10 +220,9 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     _log_start(model, splits)
 
     train_data = splits.pipeline("train", batch_size, seed=seed)
-    if initial_epoch < epochs:
+    if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
         _fit(model, splits, train_data, run_dir, backup, initial_epoch, epochs, batch_size, early_stopping, verbose)
-    else:  # killed after the last epoch's backup, before model.keras: only the prior is left to fit
-        model.fit_prior(train_data)
+    model.fit_prior(train_data)
     with atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
     backup.remove()  # the final model supersedes it

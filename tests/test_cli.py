@@ -28,6 +28,7 @@ def run_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_run_folder_holds_everything_a_user_needs(run_dir):
     for name in ("config.json", "model.keras", "history.csv", "results.json", "reconstructions.png"):
         assert (run_dir / name).stat().st_size > 0, name
@@ -45,6 +46,7 @@ def test_run_folder_holds_everything_a_user_needs(run_dir):
     assert json.loads((run_dir / "exports.json").read_text())[0]["version"] == 1
 
 
+@pytest.mark.slow
 def test_validation_runs_every_epoch_and_the_loss_falls(run_dir):
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert len(rows) == 3
@@ -52,6 +54,7 @@ def test_validation_runs_every_epoch_and_the_loss_falls(run_dir):
     assert val[-1] < val[0]
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_and_matches_the_reported_test_error(run_dir):
     from keras_ae import data, losses
 
@@ -62,6 +65,7 @@ def test_saved_model_reloads_and_matches_the_reported_test_error(run_dir):
     assert error == pytest.approx(results["test"]["squared_error"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_not_overwritten_silently(run_dir):
     before = (run_dir / "model.keras").read_bytes()
     result = train("--dataset", "digits", "--epochs", "1", "--run-dir", str(run_dir))
@@ -69,6 +73,7 @@ def test_an_existing_run_is_not_overwritten_silently(run_dir):
     assert (run_dir / "model.keras").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags,needle", [
     (["--dataset", "no_such_dataset"], "no_such_dataset"),
     (["--dataset", "/nonexistent/folder/"], "/nonexistent/folder"),
@@ -91,6 +96,7 @@ def test_bad_input_gives_one_clear_line(flags, needle, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_help_explains_every_flag():
     from keras_ae.train import build_parser
 
@@ -125,6 +131,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_epoch(tmp_
     assert np.all(np.isfinite(kept.get_weights()[0]))
 
 
+@pytest.mark.slow
 def test_conditional_vae_needs_a_labelled_dataset(tmp_path):
     np.savez(tmp_path / "unlabelled.npz", x=np.random.default_rng(0).integers(0, 255, (50, 8, 8), dtype=np.uint8))
     result = train("--model", "cvae", "--dataset", str(tmp_path / "unlabelled.npz"), "--epochs", "1",

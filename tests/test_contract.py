@@ -35,13 +35,15 @@ def digits():
 # ---------------------------------------------------------------- the prior is part of the model
 
 
-def test_a_plain_autoencoder_fits_the_gaussian_of_its_training_codes_when_training_ends(digits, tmp_path):
+def test_a_plain_autoencoder_fits_the_gaussian_of_its_training_codes(digits, tmp_path):
     model = Autoencoder(digits.image_shape, latent_dim=3, widths=(32,))
     model.compile(optimizer="adam")
     assert isinstance(model.prior, FittedGaussian) and not model.prior.fitted
     with pytest.raises(ConfigError, match="prior has not been fitted"):
         model.sample(2)
     model.fit(digits.pipeline("train", 64, seed=0), epochs=1, verbose=0)
+    assert not model.prior.fitted  # Keras's fit trains the networks; the prior is fitted when training ends
+    model.fit_prior(digits.pipeline("train", 64, seed=0))
     codes = model.codes(digits.arrays("train")[0]).astype(np.float64)
     description = model.prior.describe()
     np.testing.assert_allclose(description["mean"], codes.mean(axis=0), atol=1e-5)
@@ -169,6 +171,7 @@ def own_run(digits, tmp_path_factory):
     return model, run_dir
 
 
+@pytest.mark.slow
 def test_your_own_networks_train_and_the_run_records_what_they_are(own_run):
     model, run_dir = own_run
     assert model.architecture == "custom" and model.latent_dim == 3 and model.image_shape == (8, 8, 1)
@@ -182,6 +185,7 @@ def test_your_own_networks_train_and_the_run_records_what_they_are(own_run):
     assert len(history) == 3 and float(history[-1].split(",")[history[0].split(",").index("loss")]) < 60
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_a_run_right_after_import_keras_ae(own_run):
     _, run_dir = own_run
     script = ("import sys, keras, keras_ae; m = keras.models.load_model(sys.argv[1]); "
@@ -192,6 +196,7 @@ def test_a_fresh_process_loads_a_run_right_after_import_keras_ae(own_run):
     assert result.stdout.split() == ["VAE", "custom", "my_encoder"]
 
 
+@pytest.mark.slow
 def test_your_own_networks_evaluate_and_export_like_built_in_ones(own_run, tmp_path):
     model, run_dir = own_run
     result = subprocess.run([sys.executable, "-m", "keras_ae.evaluate", str(run_dir), "--iwae-samples", "10",
@@ -244,6 +249,7 @@ class NoisyCodeAutoencoder(Autoencoder):
         return {**super().get_config(), "code_noise": self.code_noise, "seed": self.seed}
 
 
+@pytest.mark.slow
 def test_a_new_model_in_its_own_file_trains_evaluates_exports_and_generates(monkeypatch, tmp_path):
     monkeypatch.setitem(MODELS, "noisy", NoisyCodeAutoencoder)  # the one registry line
     parser = train.build_parser()

@@ -32,6 +32,7 @@ def losses(run_dir, column="loss"):
         return [float(row[column]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     runs = {}
     for name, extra in {"one": [], "two": ["--strategy", "mirrored", "--cpu-devices", "2"]}.items():
@@ -60,6 +61,7 @@ def _worker_env(workers, index):
     return env
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     flags = command(*QUICK, "--model", "vae", "--epochs", "2", "--limit", "512", "--strategy", "multi_worker",
@@ -76,6 +78,7 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
     assert losses(tmp_path / "run") == losses(tmp_path / "run" / "worker-1")
 
 
+@pytest.mark.slow
 def test_an_unreachable_worker_ends_with_a_clear_message_in_bounded_time(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]  # nobody will listen on the second
     start = time.monotonic()
@@ -87,6 +90,7 @@ def test_an_unreachable_worker_ends_with_a_clear_message_in_bounded_time(tmp_pat
     assert time.monotonic() - start < 90
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_epoch_and_finishes(tmp_path):
     run_dir = tmp_path / "run"
     flags = command(*QUICK, "--epochs", "8", "--batch-size", "8", "--run-dir", str(run_dir))
@@ -129,6 +133,7 @@ def test_mixed_precision_on_a_bfloat16_cpu_is_mixed_bfloat16(monkeypatch, restor
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not distribute.cpu_has_bfloat16(), reason="this CPU has no native bfloat16")
 def test_a_bfloat16_run_trains_and_exports(tmp_path):
     run_dir = tmp_path / "r"
@@ -174,6 +179,7 @@ def test_malformed_tf_config_is_refused(text, needle):
         read_tf_config(text)
 
 
+@pytest.mark.slow
 def test_unknown_strategy_is_refused_by_the_cli(tmp_path):
     result = subprocess.run(command("--strategy", "tpu", "--run-dir", str(tmp_path)), capture_output=True, text=True,
                             timeout=120)

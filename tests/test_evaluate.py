@@ -120,6 +120,7 @@ def vae_run(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_training_writes_the_report_with_every_vae_metric(vae_run):
     report = json.loads((vae_run / "report.json").read_text())
     metrics = report["metrics"]
@@ -129,6 +130,7 @@ def test_training_writes_the_report_with_every_vae_metric(vae_run):
     assert "## Figures" in (vae_run / "report.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["reconstructions", "samples", "manifold", "code_scatter", "interpolation",
                                   "arithmetic", "training_curves"])
 def test_every_figure_is_a_picture_with_something_in_it(vae_run, name):
@@ -137,6 +139,7 @@ def test_every_figure_is_a_picture_with_something_in_it(vae_run, name):
     assert image.std() > 10  # not blank
 
 
+@pytest.mark.slow
 def test_compare_makes_one_row_per_run(vae_run, tmp_path):
     out = tmp_path / "table.md"
     result = subprocess.run([sys.executable, "-m", "keras_ae.compare", str(vae_run), str(vae_run), "--out", str(out)],
@@ -146,6 +149,7 @@ def test_compare_makes_one_row_per_run(vae_run, tmp_path):
     assert len(lines) == 4 and lines[2].startswith("| vae | vae | mlp | 2 |")
 
 
+@pytest.mark.slow
 def test_unlabelled_data_skips_the_probe_and_says_so(tmp_path):
     np.savez(tmp_path / "plain.npz", x=rng.integers(0, 255, (120, 8, 8), dtype=np.uint8))
     folder = tmp_path / "run"
@@ -159,6 +163,7 @@ def test_unlabelled_data_skips_the_probe_and_says_so(tmp_path):
     assert any("latent has size 1" in note for note in report["notes"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["keras_ae.evaluate", "keras_ae.compare"])
 def test_a_folder_without_a_model_or_report_is_a_clear_error(module, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"options": {"dataset": "digits"}}))
@@ -167,6 +172,7 @@ def test_a_folder_without_a_model_or_report_is_a_clear_error(module, tmp_path):
     assert str(tmp_path) in result.stderr
 
 
+@pytest.mark.slow
 def test_what_the_figures_draw_is_digit_like_not_blank(vae_run):
     from keras_ae import figures
     from keras_ae.runs import load_run

@@ -4,7 +4,8 @@ Every model of keras_ae is a subclass of :class:`Autoencoder` and keeps one cont
 evaluation, figures and export never ask which model they hold:
 
 - ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``codes(x)`` (batched, NumPy) and ``sample(n)``;
-- ``prior``: how new codes are drawn (:mod:`keras_ae.models.priors`), saved with the model;
+- ``prior``: how new codes are drawn (:mod:`keras_ae.models.priors`), fitted by ``fit_prior`` when
+  training ends and saved with the model;
 - ``compute_losses(x, y)``: a dict of named, batch-averaged terms whose ``"loss"`` entry is
   minimised, named in ``loss_terms``; the shared ``train_step``/``test_step`` turn it into gradients
   and per-epoch metrics, correctly under a ``tf.distribute`` strategy;
@@ -116,7 +117,8 @@ class Autoencoder(keras.Model):
     Example:
         >>> model = Autoencoder((28, 28, 1), latent_dim=30, arch="conv")
         >>> model.compile(optimizer="adam")
-        >>> model.fit(train_ds, validation_data=val_ds, epochs=10)   # also fits model.prior
+        >>> model.fit(train_ds, validation_data=val_ds, epochs=10)
+        >>> model.fit_prior(train_ds)               # the Gaussian of the training codes, for sample()
         >>> codes, images = model.codes(test_images), model.sample(16)
     """
 
@@ -311,18 +313,13 @@ class Autoencoder(keras.Model):
         return None
 
     # ---- the shared training mechanics -------------------------------------------------------
-    def fit(self, x=None, y=None, **kwargs):
-        """Keras's ``fit``, then :meth:`fit_prior` on the same training images (when the loss stayed finite)."""
-        history = super().fit(x, y, **kwargs)
-        if np.all(np.isfinite(history.history.get("loss", [0.0]))):
-            self.fit_prior(x, y)
-        return history
-
     def fit_prior(self, x, y=None, batch_size: int = 256) -> None:
-        """Fit ``self.prior`` to the codes of the training images ``x`` (a plain autoencoder's Gaussian).
+        """Fit ``self.prior`` to the codes of the training images ``x``, once training has ended.
 
-        ``x``: an array of images (``y`` its labels) or a tf.data pipeline of ``images`` or
-        ``(images, labels)`` batches. A fixed prior (a VAE's N(0, I)) never asks for the codes.
+        ``x``: an array of images (``y`` its labels) or a finite tf.data pipeline of ``images`` or
+        ``(images, labels)`` batches. :func:`keras_ae.train.train` calls it after ``fit``; after a
+        ``fit`` of your own, call it before sampling from a plain autoencoder. A fixed prior (a VAE's
+        N(0, I)) never asks for the codes, so this costs nothing there.
         """
         if isinstance(x, tf.data.Dataset):
             batches = (keras.utils.unpack_x_y_sample_weight(batch)[:2] for batch in x)

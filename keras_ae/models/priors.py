@@ -2,7 +2,7 @@
 
 A VAE's prior is fixed: :class:`StandardNormal`. A plain autoencoder has none of its own, so it gets
 :class:`FittedGaussian`, the Gaussian of its training codes, fitted when training ends
-(``Autoencoder.fit``) and saved with the model as weights. Evaluation, figures, export and generation
+(``Autoencoder.fit_prior``, which :func:`keras_ae.train.train` calls) and saved with the model as weights. Evaluation, figures, export and generation
 ask the prior; none refits it from data or asks which model it belongs to.
 
 Every prior is a Keras layer with
@@ -125,8 +125,8 @@ class FittedGaussian(Prior):
 
     def describe(self) -> dict:
         if not self.fitted:
-            raise ConfigError("this model's prior has not been fitted: train the model (fit fits it when "
-                              "training ends) or call model.fit_prior(images)")
+            raise ConfigError("this model's prior has not been fitted: call model.fit_prior(training images) "
+                              "after training (keras_ae.train.train does)")
         return {"prior": "empirical_gaussian", "mean": self.mean.numpy().tolist(),
                 "covariance": self.covariance().tolist(),
                 "fitted_on": f"codes of the {int(self.count.numpy())} images of the training split"}
