@@ -1,4 +1,4 @@
-"""What every benchmark script shares: its command line (dataset, epochs, seed, run folders)."""
+"""What the benchmark scripts share: their command line (dataset, epochs, seed, run folders) and a digit judge."""
 
 from __future__ import annotations
 
@@ -15,3 +15,20 @@ def benchmark_parser(doc: str, epochs: int, latent_dim: int | None = None) -> ar
     if latent_dim is not None:
         parser.add_argument("--latent-dim", type=int, default=latent_dim, help="code size of every model")
     return parser
+
+
+def digit_classifier(x, y, seed: int):
+    """A small CNN trained on the training split, to judge which digit a generated image shows."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input(x.shape[1:]),
+        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dropout(0.3), keras.layers.Dense(10),
+    ])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=8, batch_size=128, verbose=0)
+    return model

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from vae import digit_classifier  # benchmarks/vae.py, beside this script
 
 from keras_ae import data
 from keras_ae.train import build_parser, run
 
-from common import benchmark_parser  # benchmarks/common.py, beside this script
+from common import benchmark_parser, digit_classifier  # benchmarks/common.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -25,18 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from performance import (
-    BATCH,
-    IMAGE_SHAPE,
-    KerasTrainer,
-    check_repeats,
-    compiled,
-    keras_ae_vae,
-    table,
-)
+from timing import check_repeats, table  # beside this script (python puts a script's folder on sys.path)
+from trainers import BATCH, IMAGE_SHAPE, KerasTrainer, compiled, keras_ae_vae
 
 
 def op_stats(logdir: Path) -> list[dict]:

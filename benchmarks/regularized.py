@@ -24,7 +24,6 @@ from keras_ae.train import build_parser, run
 from common import benchmark_parser  # benchmarks/common.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
-CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}
 # table label -> (run folder name, model flags)
 MODELS = {
     "ae (plain)": ("ae", ["--model", "ae"]),
@@ -58,13 +57,13 @@ def main() -> None:
             "zero_fraction": evaluate.zero_fraction(model, test_x),
             "jacobian_norm": evaluate.jacobian_norm(model, test_x[:options.jacobian_images]),
             **{f"psnr_{noise}": evaluate.denoising_psnr(model, test_x, noise, level, seed=options.seed)
-               for noise, level in CORRUPTIONS.items()},
+               for noise, level in evaluate.CORRUPTIONS.items()},
             "flags": flags,
         }
 
     RESULTS.mkdir(exist_ok=True)
     report = {"dataset": splits.source, "train_images": len(splits.train), "test_images": len(test_x),
-              "epochs": options.epochs, "seed": options.seed, "corruptions": CORRUPTIONS, "models": rows}
+              "epochs": options.epochs, "seed": options.seed, "corruptions": evaluate.CORRUPTIONS, "models": rows}
     (RESULTS / "regularized.json").write_text(json.dumps(report, indent=2) + "\n")
     print("| model | test squared error | zero code entries | mean ‖dz/dx‖_F | PSNR out, Gaussian 0.3 | PSNR out, mask 0.4 |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -6,7 +6,8 @@ Trains an MLP VAE and a conv VAE (32-D latent, Bernoulli likelihood, dynamic bin
 conditional conv VAE on the same split, then on the test split binarized once (seed 0):
 
 - the ELBO (closed-form KL, reconstruction averaged over ``--elbo-samples`` draws) and the
-  importance-weighted estimate of log p(x) with ``--iwae-samples`` samples, both in nats per image;
+  importance-weighted estimate of log p(x) with ``--iwae-samples`` samples, both in nats per image,
+  as ``VAE.likelihood_report`` (what ``keras_ae.evaluate`` reports) computes them;
 - for the conditional VAE, the fraction of generated digits that a CNN classifier (trained here on
   the training split) assigns to the class they were asked for (``benchmarks/cvae.py`` sweeps beta).
 
@@ -25,35 +26,9 @@ import numpy as np
 from keras_ae import data
 from keras_ae.train import build_parser, run
 
-from common import benchmark_parser  # benchmarks/common.py, beside this script
+from common import benchmark_parser, digit_classifier  # benchmarks/common.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def likelihoods(model, x, elbo_samples: int, iwae_samples: int, batch: int = 50) -> dict:
-    """Test ELBO and IWAE estimate of log p(x), in nats per image (x already binary)."""
-    # compute_losses averages the ELBO over its batch; weight each batch by its size.
-    elbo = sum(float(model.compute_losses(x[start:start + 500])["elbo"]) * len(x[start:start + 500])
-               for _ in range(elbo_samples) for start in range(0, len(x), 500)) / (elbo_samples * len(x))
-    iwae = np.concatenate([model.importance_weighted_log_likelihood(x[start:start + batch], num_samples=iwae_samples,
-                                                                     chunk=100)
-                           for start in range(0, len(x), batch)])
-    return {"elbo": float(elbo), "iwae": float(iwae.mean()), "nll_iwae": float(-iwae.mean())}
-
-
-def digit_classifier(x, y, seed: int) -> keras.Model:
-    """A small CNN trained on the training split, to judge which digit a generated image shows."""
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input(x.shape[1:]),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(), keras.layers.Dropout(0.3), keras.layers.Dense(10),
-    ])
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(x, y, epochs=8, batch_size=128, verbose=0)
-    return model
 
 
 def main() -> None:
@@ -66,7 +41,6 @@ def main() -> None:
     splits = data.load(options.dataset, seed=options.seed)
     train_x, train_y = splits.arrays("train")
     test_x, test_y = splits.arrays("test")
-    binary_test = (np.random.default_rng(options.seed).random(test_x.shape) < test_x).astype("float32")
 
     report = {"dataset": splits.source, "train_images": len(train_x), "test_images": len(test_x),
               "epochs": options.epochs, "latent_dim": options.latent_dim, "iwae_samples": options.iwae_samples,
@@ -84,7 +58,10 @@ def main() -> None:
         models[name] = keras.models.load_model(run_dir / "model.keras")
         if name.startswith("vae"):
             start = time.perf_counter()
-            report["models"][name] = likelihoods(models[name], binary_test, options.elbo_samples, options.iwae_samples)
+            # keras_ae's own evaluation: the test split binarized once (seed), ELBO and IWAE in nats per image
+            report["models"][name] = models[name].likelihood_report(test_x, num_samples=options.iwae_samples,
+                                                                    seed=options.seed,
+                                                                    elbo_samples=options.elbo_samples)
             report["models"][name]["eval_seconds"] = time.perf_counter() - start
         report["models"].setdefault(name, {})["train_seconds"] = seconds
 
@@ -105,7 +82,7 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for name in ("vae-mlp", "vae-conv"):
         row = report["models"][name]
-        print(f"| {name} | {row['elbo']:.2f} | {row['iwae']:.2f} | {row['nll_iwae']:.2f} |")
+        print(f"| {name} | {row['elbo']:.2f} | {row['iwae']:.2f} | {row['nll']:.2f} |")
     cvae = report["models"]["cvae-conv"]
     print(f"\nconditional VAE: {cvae['generated_as_asked']:.1%} of {len(asked)} generated digits classified as asked "
           f"(classifier test accuracy {classifier_accuracy:.1%})")
