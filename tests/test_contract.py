@@ -161,6 +161,18 @@ def test_networks_that_break_the_contract_are_refused_with_what_is_wrong():
         VAE(encoder=my_networks()[0], decoder=small)
 
 
+def test_conditional_networks_of_your_own_take_the_one_hot_label(digits):
+    encoder, decoder = my_networks(conditional=True)
+    model = ConditionalVAE(encoder=encoder, decoder=decoder, num_classes=10)
+    x, y = digits.arrays("test")
+    terms = model.compute_losses(x[:8], y[:8])
+    assert np.isfinite(float(terms["loss"]))
+    z = np.zeros((1, 3), "float32")
+    assert not np.allclose(model.decode(z, np.array([0])), model.decode(z, np.array([7])))
+    with pytest.raises(ConfigError, match=r"my_encoder does not take images of shape \(8, 8, 1\) with one-hot"):
+        ConditionalVAE(encoder=encoder, decoder=decoder, num_classes=5)  # its label input has 10 classes
+
+
 @pytest.fixture(scope="module")
 def own_run(digits, tmp_path_factory):
     """A VAE on networks of the user's own, trained by the library into a run folder."""

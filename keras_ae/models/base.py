@@ -33,7 +33,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import losses, serving
-from keras_ae.errors import ConfigError
+from keras_ae.errors import ConfigError, one_line
 from keras_ae.models.priors import FittedGaussian
 from keras_ae.networks import (
     ARCHITECTURES,
@@ -94,6 +94,15 @@ def _input_size(network, position: int = 0):
     """The feature shape of a functional network's input, or None when it cannot be read without calling it."""
     inputs = getattr(network, "inputs", None)
     return None if not inputs else tuple(int(d) for d in inputs[position].shape[1:])
+
+
+def _call(network, inputs, what: str):
+    """``network(inputs)``, or a ConfigError saying that the network does not take ``what``."""
+    conditional = " with one-hot labels" if isinstance(inputs, list) else ""
+    try:
+        return network(inputs)
+    except Exception as error:  # Keras raises ValueError, TypeError, ... for inputs of the wrong shape
+        raise ConfigError(f"{network.name} does not take {what}{conditional}: {one_line(error)[:200]}") from None
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -174,7 +183,8 @@ class Autoencoder(keras.Model):
         self.custom = {"encoder": encoder is not None, "decoder": decoder is not None}
         if encoder is None or decoder is None:
             built_encoder, built_decoder = self.build_networks()
-            encoder, decoder = encoder or built_encoder, decoder or built_decoder
+            encoder = built_encoder if encoder is None else encoder
+            decoder = built_decoder if decoder is None else decoder
         self.encoder, self.decoder = encoder, decoder
         if any(self.custom.values()):
             self._check_networks()
@@ -194,7 +204,7 @@ class Autoencoder(keras.Model):
         """A ConfigError unless the networks keep the contract of the module docstring (one test batch)."""
         x = np.zeros((2, *self.image_shape), "float32")
         labels = None if self.num_classes is None else np.zeros(2, "int32")
-        heads = self.encoder(self.conditioned(x, labels))
+        heads = _call(self.encoder, self.conditioned(x, labels), f"images of shape {self.image_shape}")
         if not isinstance(heads, dict) or not set(self.heads) <= set(heads):
             found = sorted(heads) if isinstance(heads, dict) else type(heads).__name__
             raise ConfigError(f"the encoder must return a dict with {', '.join(map(repr, self.heads))} (the heads of "
@@ -203,7 +213,8 @@ class Autoencoder(keras.Model):
             if tuple(heads[name].shape) != (2, self.latent_dim):
                 raise ConfigError(f"the encoder's {name!r} has shape {tuple(heads[name].shape[1:])} per image; the "
                                   f"decoder takes codes of size {self.latent_dim}")
-        logits = self.decoder(self.conditioned(np.zeros((2, self.latent_dim), "float32"), labels))
+        logits = _call(self.decoder, self.conditioned(np.zeros((2, self.latent_dim), "float32"), labels),
+                       f"codes of size {self.latent_dim}")
         if tuple(logits.shape) != (2, *self.image_shape):
             raise ConfigError(f"the decoder returns {tuple(logits.shape[1:])} per code; it must return logits "
                               f"shaped like the images, {self.image_shape}")
