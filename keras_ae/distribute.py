@@ -93,6 +93,23 @@ def make_strategy(name: str, worker_timeout: float = 60.0):
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
+def worker_shard(strategy) -> tuple[int, int] | None:
+    """(workers, this worker's index) under MultiWorkerMirroredStrategy, else None.
+
+    Each worker's pipeline then reads its own share of the files (``DataSplits.pipeline(shard=...)``),
+    instead of every worker decoding every image and dropping most (tf.data's automatic sharding of a
+    file list); the batch size stays the global one, split across the replicas of all workers.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    tasks = [(role, i) for role in ("chief", "worker") for i in range(len(cluster.get(role, [])))]
+    return len(tasks), tasks.index((resolver.task_type, resolver.task_id))
+
+
 def wait_for_workers(config: dict, seconds: float) -> None:
     """Return once every other task of the cluster answers on its port; ConfigError after ``seconds``.
 

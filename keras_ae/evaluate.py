@@ -21,11 +21,13 @@ import numpy as np
 
 from keras_ae import figures as figure_lib
 from keras_ae import losses
+from keras_ae.data.splits import SAMPLE_IMAGES
 from keras_ae.errors import exit_code
 from keras_ae.models.base import in_batches
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
+PROBE_IMAGES = 5000  # training images the latent probe's classifiers are fitted on
 
 
 def capped_psnr(x, x_hat) -> np.ndarray:
@@ -34,13 +36,22 @@ def capped_psnr(x, x_hat) -> np.ndarray:
 
 
 # ---- reconstruction ---------------------------------------------------------------------------------
-def reconstruction_metrics(model, x, labels=None) -> dict:
-    """Squared error per image (summed over pixels), MSE per pixel, Bernoulli cross-entropy per image (nats), PSNR."""
-    reconstructed = np.clip(in_batches(model.reconstruct, x, labels), 1e-7, 1 - 1e-7)
-    squared = np.asarray(losses.squared_error(x, reconstructed))
-    cross_entropy = -(x * np.log(reconstructed) + (1 - x) * np.log(1 - reconstructed)).reshape(len(x), -1).sum(1)
-    return {"squared_error": float(squared.mean()), "mse": float(squared.mean() / np.prod(x.shape[1:])),
-            "cross_entropy": float(cross_entropy.mean()), "psnr": float(capped_psnr(x, reconstructed).mean())}
+def reconstruction_metrics(model, batches) -> dict:
+    """Squared error per image (summed over pixels), MSE per pixel, Bernoulli cross-entropy per image (nats),
+    PSNR, and the number of images, over ``batches``: a tf.data pipeline of ``images`` or ``(images, labels)``
+    batches, or a list of ``(images, labels)`` pairs. Streamed: memory does not grow with the split."""
+    sums, count, pixels = {"squared_error": 0.0, "cross_entropy": 0.0, "psnr": 0.0}, 0, 1
+    for batch in batches:
+        x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        x = np.asarray(x)
+        reconstructed = np.clip(np.asarray(model.reconstruct(x, y if model.num_classes else None)), 1e-7, 1 - 1e-7)
+        cross_entropy = -(x * np.log(reconstructed) + (1 - x) * np.log(1 - reconstructed)).reshape(len(x), -1)
+        sums["squared_error"] += float(np.asarray(losses.squared_error(x, reconstructed), np.float64).sum())
+        sums["cross_entropy"] += float(cross_entropy.sum(1, dtype=np.float64).sum())
+        sums["psnr"] += float(capped_psnr(x, reconstructed).astype(np.float64).sum())
+        count, pixels = count + len(x), int(np.prod(x.shape[1:]))
+    means = {name: total / max(count, 1) for name, total in sums.items()}
+    return {**means, "mse": means["squared_error"] / pixels, "images": count}
 
 
 # ---- properties of the code --------------------------------------------------------------------------
@@ -141,14 +152,21 @@ def compression(model, x, labels=None) -> dict:
 
 
 # ---- the report ---------------------------------------------------------------------------------------
-def evaluate(run, iwae_samples: int = 100, probe_limit: int = 5000, jacobian_images: int = 200) -> dict:
-    """Every metric that applies to ``run`` (a :class:`keras_ae.runs.Run`), with notes on what was skipped."""
+def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, probe_images: int = PROBE_IMAGES,
+             jacobian_images: int = 200) -> dict:
+    """Every metric that applies to ``run`` (a :class:`keras_ae.runs.Run`), with notes on what was skipped.
+
+    The reconstruction metrics stream over the whole test split; the others use at most
+    ``sample_images`` test images (and ``probe_images`` training images for the probe), the whole
+    split when it is smaller; ``images`` in the report says how many each used.
+    """
     model, splits = run.model, run.splits
-    test_x, test_y = splits.arrays("test")
-    train_x, train_y = splits.arrays("train")
+    test_x, test_y = splits.sample("test", sample_images)
     labels = test_y if model.num_classes else None
     notes = []
-    metrics = {"reconstruction": reconstruction_metrics(model, test_x, labels),
+    with splits.reading():
+        reconstruction = reconstruction_metrics(model, splits.pipeline("test", 256, shuffle=False))
+    metrics = {"reconstruction": reconstruction,
                "zero_fraction": zero_fraction(model, test_x, labels),
                "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None else
                                               labels[:jacobian_images]),
@@ -157,18 +175,21 @@ def evaluate(run, iwae_samples: int = 100, probe_limit: int = 5000, jacobian_ima
                "outlier_auc": outlier_detection(model, test_x, labels),
                "outlier_score": model.outlier_score_name,
                "compression": compression(model, test_x, labels)}
+    images = {"reconstruction": reconstruction["images"], "sample of the test split": len(test_x),
+              "jacobian_norm": min(jacobian_images, len(test_x))}
     likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)
     if likelihood is not None:
         metrics["likelihood"] = likelihood
-    if test_y is None or train_y is None:
+    if test_y is None or not splits.train.has_labels:
         notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
     else:
-        keep = np.random.default_rng(0).permutation(len(train_x))[:probe_limit]
-        metrics["probe"] = latent_probe(model, train_x[keep], train_y[keep], test_x, test_y)
+        train_x, train_y = splits.sample("train", probe_images)
+        metrics["probe"] = latent_probe(model, train_x, train_y, test_x, test_y)
+        images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
     return {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
-            "dataset": {"name": splits.name, "source": splits.source, "test_images": len(test_x)},
+            "dataset": {"name": splits.name, "source": splits.source, "test_images": len(splits.test)},
             "architecture": model.architecture, "latent_dim": model.latent_dim,
-            "metrics": metrics, "notes": notes}
+            "images": images, "metrics": metrics, "notes": notes}
 
 
 def summary_row(report: dict) -> dict:
@@ -216,6 +237,8 @@ def write_report(run, report: dict, figures: list[str]) -> None:
     write_json(run.folder / "report.json", {**report, "figures": figures})
     lines = [f"# {report['model']} on {report['dataset']['name']}", "",
              f"Run `{report['run']}`, {report['dataset']['test_images']} test images from {report['dataset']['source']}.",
+             "Images each metric used: " + ", ".join(f"{what} {count}" for what, count in report["images"].items())
+             + " (the reconstruction metrics stream over the whole test split).",
              "", markdown_table([summary_row(report)])]
     lines += [f"- note: {note}" for note in report["notes"]]
     lines += ["", "## All metrics", "", "```json", json.dumps(report["metrics"], indent=2), "```", "", "## Figures", ""]
@@ -243,12 +266,18 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--iwae-samples", type=int, default=100, help="K of the importance-weighted estimate (VAEs)")
     parser.add_argument("--no-figures", action="store_true", help="write the report only")
+    parser.add_argument("--attribute", default=None, metavar="NAME",
+                        help="a binary attribute of the data for the arithmetic figure (default: the run's own)")
     args = parser.parse_args(argv)
     from keras_ae.runs import load_run
 
     def evaluate_each():
         for folder in args.runs:
-            report = report_run(load_run(folder), iwae_samples=args.iwae_samples, figures=not args.no_figures)
+            run = load_run(folder)
+            if args.attribute is not None:
+                run.splits.check_attribute(args.attribute)
+                run.config["options"]["attribute"] = args.attribute
+            report = report_run(run, iwae_samples=args.iwae_samples, figures=not args.no_figures)
             print(markdown_table([summary_row(report)]))
             for note in report["notes"]:
                 print(f"note: {note}")

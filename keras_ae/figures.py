@@ -12,6 +12,7 @@ import csv
 import numpy as np
 
 from keras_ae import latent, plots
+from keras_ae.errors import ConfigError
 
 
 class Skipped(Exception):
@@ -19,7 +20,9 @@ class Skipped(Exception):
 
 
 def _test(run, count=None):
-    x, y = run.splits.arrays("test")
+    """Test images (the evaluation's sample of the split, or its first ``count``), labels, and the labels
+    a conditional model takes."""
+    x, y = run.splits.sample("test")
     x = x if count is None else x[:count]
     y = None if y is None else (y if count is None else y[:count])
     return x, y, (y if run.model.num_classes else None)
@@ -124,8 +127,10 @@ def arithmetic(run) -> str:
     """Latent arithmetic: the average of two codes decoded, and attribute vectors applied as z + k * s.
 
     Attributes: stroke thickness (s = mean code of the 25% most-ink test images minus that of the 25%
-    least-ink ones) and, with labels and an unconditional model, one digit turning into another
-    (s = mean code of class b minus mean code of class a, applied to images of class a).
+    least-ink ones); with labels and an unconditional model, one class turning into another (s = mean
+    code of class b minus mean code of class a, applied to an image of class a: a 1 into a 7 for
+    digits); and the run's ``attribute`` option, a binary attribute of the data such as CelebA's
+    Smiling (s = mean code with it minus mean code without, added to images without it).
     """
     model = run.model
     x, y, labels = _test(run)
@@ -139,15 +144,27 @@ def arithmetic(run) -> str:
     ink = x.reshape(len(x), -1).mean(axis=1)
     low, high = np.quantile(ink, [0.25, 0.75])
     selected = (ink <= low) | (ink >= high)
-    thickness = latent.attribute_vector(z[selected], ink[selected] >= high)
+    try:
+        thickness = latent.attribute_vector(z[selected], ink[selected] >= high)
+    except ConfigError as error:  # e.g. every test image has as much ink as the others
+        raise Skipped(f"arithmetic figure skipped: {error}") from None
     for i in range(2):
         rows[f"thicker #{i}"] = _decode(model, latent.attribute_sweep(z[i], thickness, ks),
                                         None if labels is None else np.full(len(ks), labels[i]))
-    if y is not None and not model.num_classes:
-        source, target = 1, 7
-        morph = latent.attribute_vector(z[np.isin(y, [source, target])], y[np.isin(y, [source, target])] == target)
-        example = int(np.flatnonzero(y == source)[0]) if (y == source).any() else 0
+    present = [] if y is None else np.unique(y).tolist()
+    if len(present) >= 2 and not model.num_classes:
+        source, target = (1, 7) if {1, 7} <= set(present) else present[:2]  # a 1 turning into a 7, for digits
+        pair = np.isin(y, [source, target])
+        morph = latent.attribute_vector(z[pair], y[pair] == target)
+        example = int(np.flatnonzero(y == source)[0])
         rows[f"{source} -> {target}"] = _decode(model, latent.attribute_sweep(z[example], morph, ks))
+    attribute = run.config["options"].get("attribute")
+    if attribute:  # a binary attribute of the data (CelebA's Smiling, ...), added to images without it
+        _, has = run.splits.sample("test", attribute=attribute)  # the same images as x, other labels
+        s = latent.attribute_vector(z, has == 1)
+        for i in np.flatnonzero(has == 0)[:2]:
+            rows[f"+ {attribute} #{i}"] = _decode(model, latent.attribute_sweep(z[i], s, ks),
+                                                  None if labels is None else np.full(len(ks), labels[i]))
     plots.image_rows(rows, run.folder / "arithmetic.png",
                      title=_title(run, "A, B, decode((zA + zB) / 2); then z + k s for k = -3..3"))
     return "arithmetic.png"

@@ -11,7 +11,7 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
-from keras_ae.errors import KerasAEError
+from keras_ae.errors import DataError, KerasAEError
 from keras_ae.io import read_json, write_json
 
 EXPORTS = "exports.json"  # where each export of this run went
@@ -62,7 +62,9 @@ def write_config(folder, model, splits, options: dict) -> None:
         "architecture": model.architecture,
         "data": {"name": splits.name, "source": splits.source, "image_shape": splits.image_shape,
                  "num_classes": splits.num_classes, "load": splits.load_args,
-                 "sizes": {s: len(splits.split(s)) for s in ("train", "validation", "test")}},
+                 "sizes": {s: len(splits.split(s)) for s in ("train", "validation", "test")},
+                 "fingerprint": splits.fingerprint(), "skipped_files": {"count": len(splits.skipped),
+                                                                        "first": list(splits.skipped[:20])}},
         "versions": library_versions(),
     })
 
@@ -85,10 +87,27 @@ def load_data(folder, config: dict):
     if not isinstance(how, dict) or not isinstance(how.get("name"), str):
         raise KerasAEError(f"{path}: no data.load entry (how to load the data again); train the run again")
     unknown = set(how) - {"name", "data_dir", "validation_fraction", "test_fraction", "seed", "image_size", "limit",
-                          "download"}
+                          "download", "skip_corrupt"}
     if unknown:
         raise KerasAEError(f"{path}: data.load has unknown entries {', '.join(sorted(unknown))}")
-    return data.load(**how)
+    splits = data.load(**how)
+    check_same_data(path, config, splits)
+    return splits
+
+
+def check_same_data(path, config: dict, splits) -> None:
+    """A DataError unless ``splits`` are the data the run's config.json says it was trained on."""
+    recorded = config.get("data", {}).get("fingerprint") if isinstance(config.get("data"), dict) else None
+    if not isinstance(recorded, dict):
+        raise KerasAEError(f"{path}: no data fingerprint (which data trained this run); train the run again")
+    current = splits.fingerprint()
+    differs = [f"{key} {recorded.get(key)!r:.60} -> {current[key]!r:.60}" for key in ("source", "image_shape", "sizes")
+               if recorded.get(key) != current[key]]
+    differs += [f"{name} split membership" for name, digest in current["splits"].items()
+                if (recorded.get("splits") or {}).get(name) != digest and not differs]
+    if differs:
+        raise DataError(f"{path}: the data is not the data this run was trained on ({'; '.join(differs)}); "
+                        "give it the same files and options, or train a new run")
 
 
 def load_run(folder, with_data: bool = True) -> Run:

@@ -28,6 +28,7 @@ from keras_ae import options as opts
 from keras_ae.errors import ConfigError, KerasAEError, exit_code
 
 log = logging.getLogger("keras_ae")
+PRIOR_IMAGES = 50_000  # training images whose codes a plain autoencoder's Gaussian prior is fitted on, at most
 BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
 
 
@@ -44,6 +45,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``train.py`` command line; every flag is documented in ``--help`` with its real default."""
+    from keras_ae.data import CACHE_POLICIES
     from keras_ae.distribute import STRATEGIES
     from keras_ae.models import MODELS, Autoencoder
 
@@ -68,10 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fraction of the training images held out for validation")
     data.add_argument("--limit", type=opts.positive_int, default=None,
                       help="train on at most this many images (quick runs)")
+    data.add_argument("--cache", default="auto", choices=CACHE_POLICIES,
+                      help="where decoded images of a folder or TFDS dataset are kept after the first pass: auto "
+                           "(memory for a split of at most 1 GiB as uint8, else disk), memory, disk or none")
+    data.add_argument("--cache-dir", default=None,
+                      help="folder of the disk caches (default: $KERAS_AE_CACHE, else ~/.cache/keras_ae)")
+    data.add_argument("--attribute", default=None, metavar="NAME",
+                      help="a binary attribute of the data (CelebA: Smiling, Male, Eyeglasses, ...) for the latent "
+                           "arithmetic figure: s = mean code with it - mean code without, decoded as z + k s")
+    data.add_argument("--skip-corrupt", action="store_true",
+                      help="read every image file once before training and leave out the unreadable ones "
+                           "(counted in config.json) instead of stopping at the first")
 
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=opts.positive_int, default=10, help="training epochs")
     training.add_argument("--batch-size", type=opts.positive_int, default=128, help="images per batch")
+    training.add_argument("--steps-per-epoch", type=opts.positive_int, default=None, metavar="N",
+                          help="end each epoch after N batches (the data repeats), for datasets whose epoch is "
+                               "long; validation then uses at most N batches (default: one pass over the data)")
     training.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
     training.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                           help="stop when the validation loss has not improved for PATIENCE epochs and keep "
@@ -167,7 +183,10 @@ def run(args: argparse.Namespace) -> Path:
     keras.utils.set_random_seed(args.seed)
     splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
                            seed=args.seed, image_size=args.image_size, limit=args.limit,
-                           download=not args.no_download)
+                           download=not args.no_download, skip_corrupt=args.skip_corrupt, cache=args.cache,
+                           cache_dir=args.cache_dir)
+    if args.attribute is not None:
+        splits.check_attribute(args.attribute)
     kwargs = model_kwargs(args.model, model_cls, args, splits)
     if args.mixed_precision:
         distribute.use_mixed_precision()
@@ -175,7 +194,8 @@ def run(args: argparse.Namespace) -> Path:
     with strategy.scope():
         model = model_cls(**kwargs)
     train(model, splits, run_dir, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-          early_stopping=args.early_stopping, seed=args.seed, jit_compile=args.jit_compile,
+          steps_per_epoch=args.steps_per_epoch, early_stopping=args.early_stopping, seed=args.seed,
+          jit_compile=args.jit_compile,
           verbose="auto" if args.verbose is None else args.verbose, overwrite=args.overwrite,
           options={**vars(args), "run_dir": str(run_dir)})
     _report(model, splits, run_dir, evaluate=not args.no_evaluate)
@@ -188,18 +208,21 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
-          early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False,
-          options: dict | None = None) -> Path:
+          steps_per_epoch: int | None = None, early_stopping: int = 0, seed: int = 0, jit_compile: bool = False,
+          verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
-    epoch (the same call resumes a killed run from its last good epoch), fits the model's prior to the
-    training codes, then writes model.keras (atomically) and results.json. A NaN or infinite loss stops training with a KerasAEError naming the epoch and
-    the last good checkpoint. ``options`` are recorded in config.json (the command line, for train.py).
+    epoch (the same call resumes a killed run from its last good epoch, after checking that the data
+    is the data it was trained on), fits the model's prior to the training codes (at most
+    ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. A NaN or infinite loss
+    stops training with a KerasAEError naming the epoch and the last good checkpoint; an unreadable
+    image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
+    (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
     """
     import keras
 
-    from keras_ae import runs
+    from keras_ae import distribute, runs
     from keras_ae.callbacks import Backup
     from keras_ae.io import atomic_path
 
@@ -213,20 +236,26 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
         initial_epoch = backup.restore(model)
     if initial_epoch:
+        runs.check_same_data(run_dir / "config.json", runs.read_config(run_dir), splits)
         log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, epochs)
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "early_stopping": early_stopping, "seed": seed, "jit_compile": jit_compile}
+                "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
+                "jit_compile": jit_compile}
     runs.write_config(run_dir, model, splits, options={**settings, **(options or {})})
     _log_start(model, splits)
 
-    train_data = splits.pipeline("train", batch_size, seed=seed)
-    if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
-        _fit(model, splits, train_data, run_dir, backup, initial_epoch, epochs, batch_size, early_stopping, verbose)
-    model.fit_prior(train_data)
+    shard = distribute.worker_shard(model.distribute_strategy)
+    with splits.reading():
+        if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
+            _fit(model, splits, run_dir, backup, initial_epoch, epochs, batch_size, steps_per_epoch, early_stopping,
+                 seed, shard, verbose)
+        prior_batches = -(-PRIOR_IMAGES // batch_size)
+        model.fit_prior(splits.pipeline("train", batch_size, seed=seed, shard=shard).take(prior_batches))
     with atomic_path(run_dir / "model.keras") as tmp:
         model.save(tmp)
     backup.remove()  # the final model supersedes it
-    _write_results(model, splits, run_dir, batch_size)
+    with splits.reading():
+        _write_results(model, splits, run_dir, batch_size)
     return run_dir
 
 
@@ -240,14 +269,20 @@ def _log_start(model, splits) -> None:
              model.dtype_policy.name)
 
 
-def _fit(model, splits, train_data, run_dir: Path, backup, initial_epoch: int, epochs: int, batch_size: int,
-         early_stopping: int, verbose) -> None:
+def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, batch_size: int, steps_per_epoch,
+         early_stopping: int, seed: int, shard, verbose) -> None:
     """Fit from ``initial_epoch`` with validation each epoch, backing up every good epoch; stop with a
     clear error (the last good epoch kept in the backup) when the loss turns non-finite."""
+    import math
+
     import keras
     import numpy as np
 
-    validation = splits.pipeline("validation", batch_size) if len(splits.validation) else None
+    train_data = splits.pipeline("train", batch_size, seed=seed, repeat=steps_per_epoch is not None, shard=shard)
+    validation = splits.pipeline("validation", batch_size, shard=shard) if len(splits.validation) else None
+    validation_steps = None
+    if validation is not None and steps_per_epoch is not None:
+        validation_steps = min(steps_per_epoch, math.ceil(len(splits.validation) / batch_size))
     callbacks = [keras.callbacks.TerminateOnNaN(), backup,
                  keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
                  keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
@@ -257,7 +292,8 @@ def _fit(model, splits, train_data, run_dir: Path, backup, initial_epoch: int, e
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping,
                                                        restore_best_weights=True))
     history = model.fit(train_data, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
-                        callbacks=callbacks, verbose=verbose)
+                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, callbacks=callbacks,
+                        verbose=verbose)
     losses = history.history.get("loss", [])
     if not np.all(np.isfinite(losses)):
         kept = (f"the last good model (epoch {backup.epoch}) is in {backup.checkpoint}"
@@ -271,9 +307,9 @@ def _write_results(model, splits, run_dir: Path, batch_size: int) -> None:
     from keras_ae import evaluate
     from keras_ae.io import write_json
 
-    test_x, test_y = splits.arrays("test")
     test_metrics = model.evaluate(splits.pipeline("test", batch_size), verbose=0, return_dict=True)
-    test_metrics.update(evaluate.reconstruction_metrics(model, test_x, test_y))
+    reconstruction = evaluate.reconstruction_metrics(model, splits.pipeline("test", batch_size))
+    test_metrics.update({k: v for k, v in reconstruction.items() if k != "images"})
     history = run_dir / "history.csv"
     epochs = list(csv.DictReader(history.open())) if history.is_file() else []
     write_json(run_dir / "results.json", {

@@ -210,9 +210,10 @@ def test_image_folder_with_class_subfolders(tmp_path):
     assert splits.source == f"image folder {folder}"
     assert splits.image_shape == (6, 7, 1)
     assert splits.num_classes == 2
-    for part in (splits.train, splits.validation, splits.test):
-        assert part.images.dtype == np.uint8
-        assert np.array_equal(part.labels, (part.images[:, 0, 0, 0] >= 200).astype(np.int64))
+    for part in data.SPLITS:
+        images, labels = splits.arrays(part)  # decoded from the files only now
+        assert images.dtype == np.float32 and images.shape[1:] == (6, 7, 1)
+        assert np.array_equal(labels, (images[:, 0, 0, 0] >= 200 / 255).astype(np.int64))
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (6, 2, 2)
 
 
@@ -224,7 +225,7 @@ def test_image_folder_unlabelled_rgb_resized(tmp_path):
     splits = data.load(str(folder), image_size=(4, 6), validation_fraction=0, test_fraction=0)
     assert splits.image_shape == (4, 6, 3)
     assert splits.train.labels is None and splits.num_classes is None
-    assert sorted(int(img.mean()) for img in splits.train.images) == [0, 128, 255]
+    assert sorted(round(img.mean() * 255) for img in splits.arrays("train")[0]) == [0, 128, 255]
 
 
 def test_image_size_resizes_arrays_too():
@@ -254,7 +255,7 @@ def test_tfds_path_offline_with_mock_data(tmp_path, monkeypatch):
     assert splits.image_shape == (28, 28, 1)
     assert splits.num_classes == 10  # from the ClassLabel feature, not the random labels
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (24, 6, 30)
-    assert splits.train.images.dtype == np.uint8
+    assert not splits.train.in_memory  # a stream from TFDS, never converted to one array
     images, labels = splits.arrays("train")
     assert images.dtype == np.float32 and 0 <= images.min() and images.max() <= 1 and images.max() > 0.5
     assert labels.dtype == np.int64 and labels.min() >= 0 and labels.max() < 10
@@ -429,11 +430,12 @@ BAD_INPUTS = {
     ),
     "mixed image sizes": (
         lambda t: image_folder(t, ("a.png", np.zeros((4, 4), np.uint8)), ("b.png", np.zeros((5, 4), np.uint8))),
-        ("a.png is 4x4 but", "b.png is 5x4; pass --image-size HxW"),
+        "b.png: image is 5x4 but the first image is 4x4; pass --image-size HxW",
     ),
-    "mixed channels": (
-        lambda t: image_folder(t, ("a.png", np.zeros((4, 4), np.uint8)), ("b.png", np.zeros((4, 4, 3), np.uint8))),
-        ("a.png has 1 channel(s) but", "b.png has 3"),
+    "huge image header": (
+        lambda t: image_folder(t, ("a.png", np.zeros((4, 4), np.uint8)),
+                               ("b.png", png_claiming(100_000, 100_000))),
+        "b.png: image of 100000x100000 pixels, over the 67108864 a decoder may take",
     ),
     "unreadable image": (
         lambda t: image_folder(t, ("a.png", np.zeros((4, 4), np.uint8)), ("b.png", b"not a png")),
@@ -469,11 +471,27 @@ def image_folder(tmp_path: Path, *files) -> str:
     return str(folder)
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG header (and nothing to decode) that claims width x height pixels."""
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def read_everything(name: str) -> None:
+    """Load a dataset and decode every image of every split (image folders are read only when streamed)."""
+    splits = data.load(name, validation_fraction=0, test_fraction=0)
+    for part in data.SPLITS:
+        if len(splits.split(part)):
+            splits.arrays(part)
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_raises_one_line_data_error(tmp_path, case):
     make, expected = BAD_INPUTS[case]
     with pytest.raises(DataError) as caught:
-        data.load(make(tmp_path))
+        read_everything(make(tmp_path))
     message = str(caught.value)
     assert "\n" not in message
     for part in (expected,) if isinstance(expected, str) else expected:

@@ -11,16 +11,22 @@
 A source that exists but is broken raises a `DataError` naming the file; nothing is silently skipped
 or repaired. Every array is checked against the real file before it is trusted.
 
+Image folders and TFDS datasets stream from disk through tf.data (decoded in parallel, cached as
+`cache` says); IDX files, .npz archives and the digits are small and read into memory.
+
 Modules: `resolve` (the order above and `load`), one reader per format (`idx`, `npz`, `images`,
-`tfds`), `arrays` (what a reader returns), `splits` (the three splits and the tf.data pipeline).
+`tfds`), `split` (what a reader returns: a `Split`) and `arrays` (the in-memory one), `splits` (the
+three splits and the tf.data pipeline), `cache` (disk caches).
 """
 
-from keras_ae.data.arrays import MAX_ARRAY_BYTES, MAX_CLASSES, ArraySplit
+from keras_ae.data.arrays import ArraySplit
+from keras_ae.data.cache import POLICIES as CACHE_POLICIES
 from keras_ae.data.idx import IDX_FILES
 from keras_ae.data.images import IMAGE_SUFFIXES
 from keras_ae.data.resolve import DATA_ENV, known_datasets, load
+from keras_ae.data.split import MAX_ARRAY_BYTES, MAX_CLASSES, Split
 from keras_ae.data.splits import MAX_IMAGE_SIDE, SPLITS, DataSplits, pipeline_options
 from keras_ae.data.tfds import TFDS_DATASETS
 
-__all__ = ["DATA_ENV", "IDX_FILES", "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_CLASSES", "MAX_IMAGE_SIDE", "SPLITS",
-           "TFDS_DATASETS", "ArraySplit", "DataSplits", "known_datasets", "load", "pipeline_options"]
+__all__ = ["CACHE_POLICIES", "DATA_ENV", "IDX_FILES", "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_CLASSES", "MAX_IMAGE_SIDE",
+           "SPLITS", "TFDS_DATASETS", "ArraySplit", "DataSplits", "Split", "known_datasets", "load", "pipeline_options"]

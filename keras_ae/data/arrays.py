@@ -1,24 +1,37 @@
-"""Images in memory: one split's arrays, and what a source gives before it is split."""
+"""A split held in memory: the arrays that IDX files, .npz archives and the bundled digits load into."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
+from keras_ae.data.split import Split, digest
 from keras_ae.errors import DataError
 
-MAX_ARRAY_BYTES = 2**31  # refuse IDX and .npy headers, and image folders, that promise more than this
-MAX_CLASSES = 100_000  # labels are class indices; a larger one is a corrupt file, not a class
+RESIZE_BATCH = 1024  # images per resize step
+
+
+def _resize(images, size) -> tf.Tensor:
+    """Bilinear, antialiased resize of (N, H, W, C) images that keeps uint8 as uint8 and floats in [0, 1]."""
+    resized = tf.image.resize(images, size, antialias=True)
+    if tf.as_dtype(images.dtype) == tf.uint8:
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    return tf.clip_by_value(resized, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
-class ArraySplit:
-    """One split in memory: NHWC images (uint8 0..255 or float32 0..1) and int64 labels or None."""
+class ArraySplit(Split):
+    """One split in memory: NHWC images (uint8 0..255 or float32 0..1) and int64 labels or None.
+
+    These sources are small by nature (an IDX or .npy header promising more than 2 GiB is refused),
+    so they are read whole; their pipelines slice the arrays.
+    """
 
     images: np.ndarray
     labels: np.ndarray | None
+    in_memory = True
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype not in (np.uint8, np.float32):
@@ -31,6 +44,14 @@ class ArraySplit:
                 f"got {self.labels.dtype} {self.labels.shape}"
             )
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.images.shape[1:])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -38,30 +59,22 @@ class ArraySplit:
         """The images (and labels) at `index`, in that order."""
         return ArraySplit(self.images[index], None if self.labels is None else self.labels[index])
 
+    def examples(self, labels=True, shard=None, shuffle_seed=None, attribute=None) -> tf.data.Dataset:
+        index = slice(None) if shard is None else slice(shard[1], None, shard[0])
+        tensors = (self.images[index], self.labels[index]) if labels and self.has_labels else self.images[index]
+        return tf.data.Dataset.from_tensor_slices(tensors)
 
-@dataclass(frozen=True)
-class Loaded:
-    """What a source gives before splitting: train, its own test split if it has one."""
+    def to_arrays(self, attribute=None) -> tuple[np.ndarray, np.ndarray | None]:
+        images = self.images.astype(np.float32) / 255.0 if self.images.dtype == np.uint8 else self.images
+        return images, self.labels
 
-    source: str
-    train: ArraySplit
-    test: ArraySplit | None
-    num_classes: int | None
+    def resized(self, size) -> ArraySplit:
+        """The same images resized to ``size`` (H, W): bilinear, antialiased, uint8 kept uint8."""
+        if len(self) == 0:
+            return ArraySplit(np.zeros((0, *size, self.images.shape[3]), self.images.dtype), self.labels)
+        chunks = [_resize(self.images[i:i + RESIZE_BATCH], size).numpy() for i in range(0, len(self), RESIZE_BATCH)]
+        return ArraySplit(np.concatenate(chunks), self.labels)
 
-
-def pair_up(
-    source: str, where: str | Path, train: ArraySplit, test: ArraySplit | None, num_classes: int | None = None
-) -> Loaded:
-    """Check a source's train and test agree (shape, labels); count the classes unless given."""
-    if test is not None:
-        if train.images.shape[1:] != test.images.shape[1:]:
-            raise DataError(
-                f"{where}: train images are {train.images.shape[1:]} but test images are {test.images.shape[1:]}"
-            )
-        if (train.labels is None) != (test.labels is None):
-            raise DataError(f"{where}: labels for only one of train and test; give both or neither")
-    if train.labels is None:
-        return Loaded(source, train, test, None)
-    if num_classes is None:
-        num_classes = 1 + max(int(part.labels.max()) for part in (train, test) if part is not None)
-    return Loaded(source, train, test, num_classes)
+    def fingerprint(self) -> str:
+        return digest(str(self.images.dtype), self.images.shape, self.images,
+                      b"" if self.labels is None else self.labels)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ae.data.arrays import MAX_ARRAY_BYTES, ArraySplit, Loaded, pair_up
+from keras_ae.data.arrays import ArraySplit
+from keras_ae.data.split import MAX_ARRAY_BYTES, Loaded, pair_up
 from keras_ae.errors import DataError
 
 IDX_FILES = {

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ae.data.arrays import MAX_ARRAY_BYTES, MAX_CLASSES, ArraySplit, Loaded, pair_up
+from keras_ae.data.arrays import ArraySplit
+from keras_ae.data.split import MAX_ARRAY_BYTES, MAX_CLASSES, Loaded, pair_up
 from keras_ae.errors import DataError
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what np.load reads as a .npz (the second: an empty zip)

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ae.data.arrays import ArraySplit, Loaded
+from keras_ae.data.arrays import ArraySplit
+from keras_ae.data.cache import POLICIES
+from keras_ae.data.split import Loaded
 from keras_ae.data.idx import idx_file, load_idx_file, load_idx_folder, IDX_FILES
-from keras_ae.data.images import IMAGE_SUFFIXES, image_files, load_image_folder, subfolders
+from keras_ae.data.images import IMAGE_SUFFIXES, has_images, load_image_folder
 from keras_ae.data.npz import load_npz
 from keras_ae.data.splits import DataSplits, check_fraction, check_image_size, check_integer, finish, split_three_ways
-from keras_ae.data.tfds import TFDS_DATASETS, Unavailable, load_tfds
+from keras_ae.data.tfds import REGISTRY, REGISTRY_TIMEOUT, TFDS_DATASETS, Unavailable, load_tfds, registry_reachable
 from keras_ae.errors import DataError
 
 DATA_ENV = "KERAS_AE_DATA"
@@ -34,13 +36,18 @@ def load(
     image_size: tuple[int, int] | None = None,
     limit: int | None = None,
     download: bool = True,
+    skip_corrupt: bool = False,
+    cache: str = "auto",
+    cache_dir: str | None = None,
 ) -> DataSplits:
     """Find dataset `name` (see the module docstring), check it and split it.
 
     Validation is carved from train with a permutation seeded by `seed`; test is the source's own test
     split, or carved the same way with `test_fraction` when the source has none. `image_size=(H, W)`
     resizes every image. `limit` caps each of the three splits at that many images (after splitting).
-    `download=False` never asks TFDS to download (offline, TFDS retries for minutes before failing).
+    `download=False` never asks TFDS to download. `skip_corrupt` reads every image file once and leaves
+    out the unreadable ones (listed in ``skipped``) instead of failing when training meets one. `cache`
+    and `cache_dir` say how the pipelines cache decoded images (:mod:`keras_ae.data.cache`).
     """
     if not isinstance(name, str) or not name.strip():
         raise DataError(f"dataset name must be a non-empty string, got {name!r}")
@@ -54,13 +61,32 @@ def load(
     if limit is not None:
         check_integer("limit", limit, 1)
     check_image_size(image_size)
+    if cache not in POLICIES:
+        raise DataError(f"unknown cache policy {cache!r}; choose one of {', '.join(POLICIES)}")
     loaded = _resolve(name, data_dir, image_size, download)
+    skipped = ()
+    if skip_corrupt:
+        loaded, skipped = _without_unreadable(loaded)
     train, validation, test = split_three_ways(name, loaded, validation_fraction, test_fraction, seed)
     parts = [finish(part, limit, image_size) for part in (train, validation, test)]
     how = {"name": name, "data_dir": data_dir, "validation_fraction": validation_fraction,
            "test_fraction": test_fraction, "seed": seed, "image_size": None if image_size is None else list(image_size),
-           "limit": limit, "download": download}
-    return DataSplits(name, loaded.source, *parts, loaded.num_classes, how)
+           "limit": limit, "download": download, "skip_corrupt": skip_corrupt}
+    return DataSplits(name, loaded.source, *parts, loaded.num_classes, how, cache, cache_dir, skipped)
+
+
+def _without_unreadable(loaded: Loaded) -> tuple[Loaded, tuple[str, ...]]:
+    """The source without its unreadable files (one pass over all of them), and those files."""
+    parts, skipped = [], []
+    for part in (loaded.train, loaded.test):
+        bad = set(part.unreadable_files()) if part is not None else set()
+        if bad:
+            part = part.take(np.flatnonzero([path not in bad for path in part.paths]))
+        parts.append(part)
+        skipped += sorted(bad)
+    if len(parts[0]) == 0:
+        raise DataError(f"{loaded.source}: no readable image ({len(skipped)} unreadable)")
+    return Loaded(loaded.source, parts[0], parts[1], loaded.num_classes), tuple(skipped)
 
 
 # ---------------------------------------------------------------- name resolution
@@ -87,6 +113,10 @@ def _resolve(name: str, data_dir: str | None, image_size, download: bool) -> Loa
 
     unknown = False
     for attempt in (False, True) if download else (False,):
+        if attempt and not registry_reachable():  # offline, TFDS would retry the download for minutes
+            tried.append(f"tfds:{name} download: {REGISTRY[0]}:{REGISTRY[1]} did not answer within "
+                         f"{REGISTRY_TIMEOUT:g} s")
+            break
         try:
             return load_tfds(name, attempt, image_size)
         except Unavailable as e:
@@ -102,8 +132,14 @@ def _resolve(name: str, data_dir: str | None, image_size, download: bool) -> Loa
         )
     raise DataError(
         f"dataset {name!r} not available: tried {places}. Put IDX files (or {name}.npz) in "
-        f"${DATA_ENV}/{name}, pass --data-dir, or run with network so tfds can download it"
+        f"${DATA_ENV}/{name} or a folder given as --data-dir, prepare it with TFDS in {_tfds_data_dir()}, "
+        "or run with network so tfds can download it"
     )
+
+
+def _tfds_data_dir() -> str:
+    """Where TFDS looks for prepared datasets ($TFDS_DATA_DIR or ~/tensorflow_datasets)."""
+    return os.environ.get("TFDS_DATA_DIR") or str(Path("~/tensorflow_datasets").expanduser())
 
 
 def _roots(data_dir: str | None) -> list[tuple[Path, bool]]:
@@ -141,7 +177,7 @@ def _kind(path: Path) -> str | None:
         return None
     if idx_file(path, IDX_FILES["train"][0]):
         return "idx folder"
-    if image_files(path) or any(image_files(d) for d in subfolders(path)):
+    if has_images(path):
         return "image folder"
     return None
 

@@ -1,48 +1,110 @@
-"""Train, validation and test splits in memory, and the one tf.data pipeline that feeds them to Keras."""
+"""A dataset carved into train, validation and test, and the one tf.data pipeline that feeds them to Keras.
+
+The splits are :class:`keras_ae.data.split.Split` objects (arrays, image files or a TFDS split), carved
+by a seeded permutation of positions, so no image is read to split a dataset. A pipeline decodes in
+parallel, caches as the policy says (:mod:`keras_ae.data.cache`), shuffles, batches and converts to
+float32 in [0, 1]; memory is bounded by its buffers and the cache, not by the number of images.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
-from keras_ae.data.arrays import ArraySplit, Loaded
+from keras_ae.data import cache as caching
+from keras_ae.data.images import named_error
+from keras_ae.data.split import THREADS, Loaded, Split, digest
 from keras_ae.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 MAX_IMAGE_SIDE = 4096  # --image-size beyond this is refused (a 1,024-image resize batch would not fit)
-CONVERT_BATCH = 1024  # images per step when converting or resizing
+SHUFFLE_BUFFER = 10_000  # decoded images a shuffle keeps when the split is not cached in memory
+SAMPLE_IMAGES = 2000  # what DataSplits.sample takes by default: evaluation's and the figures' test images
+_PREFETCH_BATCHES = 2
 
 
 @dataclass(frozen=True)
 class DataSplits:
-    """A dataset split three ways, with where it came from."""
+    """A dataset split three ways, with where it came from and how its pipelines cache.
+
+    ``load_args`` are the keyword arguments of :func:`keras_ae.data.load` that give these splits
+    again; ``cache`` is the policy (``auto``, ``memory``, ``disk``, ``none``) and ``cache_dir`` where
+    disk caches go; ``skipped`` lists the unreadable files left out (``skip_corrupt``).
+    """
 
     name: str
     source: str
-    train: ArraySplit
-    validation: ArraySplit
-    test: ArraySplit
+    train: Split
+    validation: Split
+    test: Split
     num_classes: int | None
-    load_args: dict | None = None  # the keyword arguments of keras_ae.data.load that give these splits again
+    load_args: dict | None = None
+    cache: str = "auto"
+    cache_dir: str | None = None
+    skipped: tuple[str, ...] = field(default=())
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of every image."""
-        return tuple(int(d) for d in self.train.images.shape[1:])
+        return tuple(int(d) for d in self.train.image_shape)
 
-    def split(self, split: str) -> ArraySplit:
+    def split(self, split: str) -> Split:
         """The named split; DataError for a name outside train/validation/test."""
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
         return getattr(self, split)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """Images as float32 in [0, 1] and labels (or None) of one split."""
+        """Every image of one split as float32 in [0, 1], and its labels (or None), in split order."""
+        return self.sample(split, None)
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """Names of the binary attributes of this dataset's images (CelebA's 40), () for most datasets."""
+        return self.train.attributes
+
+    def check_attribute(self, attribute: str) -> None:
+        """A DataError unless ``attribute`` is one of this dataset's binary attributes."""
+        if attribute not in self.attributes:
+            has = f"its attributes are {', '.join(self.attributes)}" if self.attributes else "it has none"
+            raise DataError(f"attribute {attribute!r}: dataset {self.name!r} has no such binary attribute; {has}")
+
+    def sample(self, split: str, count: int | None = SAMPLE_IMAGES, seed: int = 0,
+               attribute: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """At most ``count`` images of a split (float32 in [0, 1]) and their labels: the whole split in its
+        order when it has no more, else a seeded random subset. What evaluation and figures use.
+        ``attribute`` gives that binary attribute's 0/1 values instead of the labels."""
+        if attribute is not None:
+            self.check_attribute(attribute)
         data = self.split(split)
-        return _to_unit_float(data.images), data.labels
+        if count is not None and len(data) > count:
+            data = data.take(np.random.default_rng(seed).permutation(len(data))[:count])
+        with self.reading():
+            return data.to_arrays(attribute)
+
+    def fingerprint(self) -> dict:
+        """What identifies the data a model was trained on: source, sizes and each split's membership digest."""
+        return {"source": self.source, "image_shape": list(self.image_shape),
+                "sizes": {name: len(self.split(name)) for name in SPLITS},
+                "splits": {name: self.split(name).fingerprint() for name in SPLITS}}
+
+    @contextlib.contextmanager
+    def reading(self):
+        """Turn an error from reading this dataset's files into one DataError naming the file."""
+        try:
+            yield
+        except tf.errors.OpError as error:
+            message = named_error(error)
+            if message:
+                raise DataError(message) from None
+            bad = sorted({path for name in SPLITS for path in self.split(name).unreadable_files()})
+            if not bad:
+                raise
+            raise DataError(f"{bad[0]}: unreadable image ({len(bad)} unreadable file(s) in {self.name}); "
+                            "remove them, or pass --skip-corrupt to leave them out") from None
 
     def pipeline(
         self,
@@ -53,11 +115,14 @@ class DataSplits:
         seed: int = 0,
         labels: bool = True,
         drop_remainder: bool = False,
+        repeat: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> tf.data.Dataset:
         """Batches of float32 NHWC images in [0, 1], as `(images, labels)` when labelled and asked for.
 
         Shuffles the train split by default, with a fixed seed, so two fresh pipelines with the same
-        seed give the same batches; each further epoch is reshuffled.
+        seed give the same batches; each further epoch is reshuffled. ``repeat`` repeats it without
+        end (training with ``steps_per_epoch``); ``shard=(count, index)`` keeps this worker's share.
         """
         data = self.split(split)
         if len(data) == 0:
@@ -67,17 +132,39 @@ class DataSplits:
         check_integer("seed", seed, 0)
         if shuffle is None:
             shuffle = split == "train"
-        tensors = (data.images, data.labels) if labels and data.labels is not None else data.images
-        ds = tf.data.Dataset.from_tensor_slices(tensors).cache().with_options(_PIPELINE_OPTIONS)
-        if shuffle:
-            ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+        where = self._cache_of(data, shard)
+        early = shuffle and where is None and data.shuffle_before_decode
+        ds = data.examples(labels=labels, shard=shard, shuffle_seed=seed if early else None)
+        if where is not None:
+            ds = ds.cache(where)
+        ds = ds.with_options(_PIPELINE_OPTIONS if shard is None else _SHARDED_OPTIONS)
+        if shuffle and not early:
+            buffer = len(data) if where == "" else min(len(data), SHUFFLE_BUFFER)
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        convert = _unit_float_tensor if data.images.dtype == np.uint8 else tf.identity
-        if isinstance(tensors, tuple):
-            ds = ds.map(lambda x, y: (convert(x), y), num_parallel_calls=_MAP_THREADS)
+        images_are_uint8 = ds.element_spec[0].dtype == tf.uint8 if isinstance(ds.element_spec, tuple) else \
+            ds.element_spec.dtype == tf.uint8
+        convert = _unit_float_tensor if images_are_uint8 else tf.identity
+        if isinstance(ds.element_spec, tuple):
+            ds = ds.map(lambda x, y: (convert(x), y), num_parallel_calls=THREADS)
         else:
-            ds = ds.map(convert, num_parallel_calls=_MAP_THREADS)
+            ds = ds.map(convert, num_parallel_calls=THREADS)
         return ds.prefetch(_PREFETCH_BATCHES)
+
+    def _cache_of(self, data: Split, shard) -> str | None:
+        """Where a pipeline of ``data`` caches its decoded images: "" in memory, a path on disk, None nowhere."""
+        if data.in_memory:
+            return ""
+        policy = self.cache
+        if policy == "auto":
+            policy = "memory" if data.nbytes <= caching.MEMORY_CACHE_BYTES else "disk"
+        if policy == "memory":
+            return ""
+        if policy == "disk":
+            return caching.disk_cache(caching.cache_root(self.cache_dir), data.fingerprint(), shard)
+        return None
 
 
 def pipeline_options() -> tf.data.Options:
@@ -85,9 +172,8 @@ def pipeline_options() -> tf.data.Options:
 
     The autotuner's background thread sleeps in doubling intervals (up to 2.56 s) and the iterator's
     destructor waits for it to wake; Keras drops the training and validation iterators at each epoch's
-    end, so every epoch ended in a stall (BENCHMARKS.md, "What the profile showed"). Our data sits in
-    memory and the one map is a cast, so there is nothing to tune: the map runs on every core and two
-    batches are prefetched.
+    end, so every epoch ended in a stall (BENCHMARKS.md, "What the profile showed"). The maps run on
+    every core, decoding deterministically, and two batches are prefetched.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -95,8 +181,8 @@ def pipeline_options() -> tf.data.Options:
 
 
 _PIPELINE_OPTIONS = pipeline_options()
-_MAP_THREADS = os.cpu_count() or 1
-_PREFETCH_BATCHES = 2
+_SHARDED_OPTIONS = pipeline_options()
+_SHARDED_OPTIONS.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
 
 
 # ---------------------------------------------------------------- option checks
@@ -136,7 +222,10 @@ def _check_batch_size(batch_size, count: int, split: str, drop_remainder: bool) 
 
 
 def split_three_ways(name: str, loaded: Loaded, validation_fraction: float, test_fraction: float, seed: int):
-    """(train, validation, test): validation and, without a source test split, test carved off train."""
+    """(train, validation, test): validation and, without a source test split, test carved off train.
+
+    The carving is a seeded permutation of positions: reproducible from ``seed``, and no image is read.
+    """
     count = len(loaded.train)
     n_test = 0 if loaded.test is not None else _carve_count(count, test_fraction)
     n_val = _carve_count(count, validation_fraction)
@@ -156,29 +245,20 @@ def _carve_count(count: int, fraction: float) -> int:
     return 0 if fraction == 0 else max(1, round(count * fraction))
 
 
-def finish(part: ArraySplit, limit: int | None, image_size) -> ArraySplit:
-    """Cap a split at `limit` images and resize it to `image_size` if it is not that size already."""
+def finish(part: Split, limit: int | None, image_size) -> Split:
+    """Cap a split at `limit` images and resize it to `image_size` if it is not that size already
+    (streamed splits are decoded at that size; arrays are resized here)."""
     if limit is not None and len(part) > limit:
         part = part.take(np.arange(limit))
-    if image_size is None or tuple(part.images.shape[1:3]) == tuple(image_size):
+    if image_size is None or tuple(part.image_shape[:2]) == tuple(image_size):
         return part
-    if len(part) == 0:
-        return ArraySplit(np.zeros((0, *image_size, part.images.shape[3]), part.images.dtype), part.labels)
-    chunks = [resize_tensor(part.images[i : i + CONVERT_BATCH], image_size).numpy() for i in range(0, len(part), CONVERT_BATCH)]
-    return ArraySplit(np.concatenate(chunks), part.labels)
-
-
-def resize_tensor(images, size) -> tf.Tensor:
-    """Bilinear, antialiased resize of (..., H, W, C) images that keeps uint8 as uint8 and floats in [0, 1]."""
-    resized = tf.image.resize(images, size, antialias=True)
-    if tf.as_dtype(images.dtype) == tf.uint8:
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-    return tf.clip_by_value(resized, 0.0, 1.0)
-
-
-def _to_unit_float(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+    return part.resized(image_size)
 
 
 def _unit_float_tensor(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 255.0
+
+
+def fingerprint_digest(fingerprint: dict) -> str:
+    """A short digest of a fingerprint, for messages."""
+    return digest(*sorted(fingerprint["splits"].items()))[:12]
