@@ -245,6 +245,9 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     _log_start(model, splits)
 
     shard = distribute.worker_shard(model.distribute_strategy)
+    if shard is not None:
+        log.info("multi-worker: worker %d of %d reads shard %d of %d (%d of the %d training images)", shard[1],
+                 shard[0], shard[1], shard[0], len(range(shard[1], len(splits.train), shard[0])), len(splits.train))
     with splits.reading():
         if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
             _fit(model, splits, run_dir, backup, initial_epoch, epochs, batch_size, steps_per_epoch, early_stopping,

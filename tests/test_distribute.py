@@ -79,6 +79,30 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_workers_read_their_own_shards_of_an_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(160):
+        (tmp_path / "folder").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "folder" / f"{i:03d}.png")
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    flags = command("--dataset", str(tmp_path / "folder"), "--latent-dim", "4", "--widths", "16", "--batch-size", "32",
+                    "--epochs", "2", "--strategy", "multi_worker", "--cache", "none", "--no-evaluate", "--no-export",
+                    "--verbose", "0", "--run-dir", str(tmp_path / "run"))
+    processes = [subprocess.Popen(flags, env=_worker_env(workers, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for index, (process, (_, err)) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, err[-3000:]
+        assert f"worker {index} of 2 reads shard {index} of 2 (64 of the 128 training images)" in err
+    chief = keras.models.load_model(tmp_path / "run" / "model.keras")
+    other = keras.models.load_model(tmp_path / "run" / "worker-1" / "model.keras")
+    for a, b in zip(chief.encoder.get_weights(), other.encoder.get_weights()):  # trained as one model
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
 def test_an_unreachable_worker_ends_with_a_clear_message_in_bounded_time(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]  # nobody will listen on the second
     start = time.monotonic()

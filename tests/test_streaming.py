@@ -249,3 +249,20 @@ def test_celeb_a_streams_with_its_attributes_and_the_literature_crop(tmp_path):
         splits.sample("test", attribute="Smilng")
     with pytest.raises(DataError, match="'digits' has no such binary attribute; it has none"):
         data.load("digits").check_attribute("Smiling")
+
+
+@pytest.mark.slow
+def test_the_arithmetic_figure_adds_the_asked_attribute_of_the_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from keras_ae import train as train_lib
+
+    flags = ["--dataset", "celeb_a", "--image-size", "8x8", "--no-download", "--epochs", "1", "--batch-size", "16",
+             "--latent-dim", "4", "--widths", "16", "--no-export", "--verbose", "0"]
+    rows = {}
+    with tfds.testing.mock_data(num_examples=48):
+        for name, extra in {"plain": [], "smiling": ["--attribute", "Smiling"]}.items():
+            run_dir = train_lib.run(train_lib.build_parser().parse_args([*flags, "--run-dir", str(tmp_path / name),
+                                                                         *extra]))
+            rows[name] = Image.open(run_dir / "arithmetic.png").size[1]
+            assert not [n for n in json.loads((run_dir / "report.json").read_text())["notes"] if "arithmetic" in n]
+    assert rows["smiling"] > rows["plain"]  # the "+ Smiling" rows: z + k s for images without the attribute

@@ -63,6 +63,7 @@ class TFDSSplit(Split):
         member[self.index] = True
         member = tf.constant(member)
         ds = self.dataset.enumerate().filter(lambda i, example: member[i])
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(self)))  # Keras then knows an epoch's steps
         if shard is not None:
             ds = ds.shard(*shard)
         shape, resize, crop = self.image_shape, self.resize, self.crop
