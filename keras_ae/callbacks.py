@@ -2,54 +2,79 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import shutil
 from pathlib import Path
 
 import keras
 
-from keras_ae.io import atomic_path, read_json, write_json
+from keras_ae.errors import KerasAEError
+from keras_ae.io import atomic_path, confined, read_json, write_json
 
 
 class Backup(keras.callbacks.Callback):
-    """Resume after a crash, and keep the last good epoch when the loss turns non-finite.
+    """Resume after a crash, with the model, the history and the epoch count always in step.
 
-    At the end of every epoch whose metrics are all finite, the whole model (weights and optimizer
-    state) is saved atomically as ``epoch-NNNN.keras`` in ``folder``; then ``state.json`` is
-    replaced, atomically too, to point at it. A process killed at any moment therefore leaves a
-    consistent pair. :meth:`restore` loads it into a fresh model before ``fit`` and returns the
-    epoch to start from (Keras's own ``BackupAndRestore`` writes its weights and metadata in place,
-    so a kill mid-write leaves a file it cannot read back).
+    At the end of every epoch whose metrics are all finite: ``history.csv`` is rewritten with that
+    epoch's row, then the whole model (weights and optimizer state) is saved as ``epoch-NNNN.keras`` in
+    ``folder``, then ``state.json`` is replaced to point at it -- each write atomic. A process killed
+    at any moment leaves a state.json that names a complete checkpoint, and :meth:`restore` cuts the
+    history back to that epoch, so a resumed run never loses or repeats a row. (Keras's own
+    ``BackupAndRestore`` writes in place, so a kill mid-write leaves a file it cannot read back, and
+    its CSVLogger advances apart from it.) The file state.json names must lie inside ``folder``.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, history):
         super().__init__()
-        self.folder, self.epoch = Path(folder), 0
+        self.folder, self.history, self.epoch, self.rows = Path(folder), Path(history), 0, []
 
     @property
     def state_path(self) -> Path:
         return self.folder / "state.json"
 
+    def _state(self) -> dict | None:
+        """The checked state.json, or None when there is no backup."""
+        if not self.state_path.is_file():
+            return None
+        state = read_json(self.state_path, KerasAEError, f"remove {self.folder} to train from the start")
+        if not (isinstance(state, dict) and isinstance(state.get("epoch"), int) and state["epoch"] >= 1
+                and isinstance(state.get("file"), str)):
+            raise KerasAEError(f"{self.state_path}: not a backup state (an epoch >= 1 and a file); remove "
+                               f"{self.folder} to train from the start")
+        path = confined(self.folder, state["file"])
+        if path.parent != self.folder or not path.is_file():
+            raise KerasAEError(f"{self.state_path}: names {state['file']!r:.80}, which is no checkpoint in "
+                               f"{self.folder}; remove {self.folder} to train from the start")
+        return {**state, "path": path}
+
     @property
     def checkpoint(self) -> Path | None:
         """The file of the last good epoch, if any."""
-        if not self.state_path.is_file():
-            return None
-        return self.folder / read_json(self.state_path)["file"]
+        state = self._state()
+        return None if state is None else state["path"]
 
     def restore(self, model) -> int:
-        """Load the last good epoch into ``model`` (compiled); return the number of epochs it had run."""
-        if self.checkpoint is None:
+        """Load the last good epoch into ``model`` (compiled) and cut the history back to it; return its epoch."""
+        state = self._state()
+        if state is None:
             return 0
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.checkpoint)
-        self.epoch = read_json(self.state_path)["epoch"]
+        model.load_weights(state["path"])
+        self.epoch = state["epoch"]
+        if self.history.is_file():
+            with self.history.open(newline="") as f:
+                self.rows = list(csv.DictReader(f))[:self.epoch]
+        self._write_history()
         return self.epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs or not all(math.isfinite(float(v)) for v in logs.values()):
             return
         previous = self.checkpoint
+        self.rows.append({"epoch": epoch, **{key: logs[key] for key in sorted(logs)}})
+        self._write_history()
         name = f"epoch-{epoch + 1:04d}.keras"
         with atomic_path(self.folder / name) as tmp:
             self.model.save(tmp)
@@ -57,6 +82,16 @@ class Backup(keras.callbacks.Callback):
         self.epoch = epoch + 1
         if previous is not None and previous.name != name:
             previous.unlink(missing_ok=True)
+
+    def _write_history(self) -> None:
+        """history.csv with one row per good epoch (the format of Keras's CSVLogger), atomically."""
+        text = io.StringIO()
+        if self.rows:
+            writer = csv.DictWriter(text, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        with atomic_path(self.history) as tmp:
+            Path(tmp).write_text(text.getvalue(), newline="")
 
     def remove(self) -> None:
         """Delete the backup once the final model is safely written."""

@@ -66,3 +66,20 @@ def read_json(path, error=None, hint: str = ""):
         return json.loads(blob)
     except (ValueError, RecursionError) as parse_error:  # ValueError: bad UTF-8 or JSON, an int of > 4300 digits
         raise error(f"{path}: unreadable ({one_line(parse_error)}){hint}") from None
+
+
+def confined(base, name) -> Path:
+    """``base / name`` when ``name`` is a relative path that stays inside ``base``; else a KerasAEError.
+
+    The one check for paths read from files keras_ae wrote (a backup's state, an export's metadata):
+    a hand-edited ``../../elsewhere`` or an absolute path never reaches a loader or a delete.
+    """
+    from keras_ae.errors import KerasAEError
+
+    base = Path(base)
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise KerasAEError(f"{base}: the path {name!r:.80} is not a relative path inside it; refusing it")
+    path = base / name
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise KerasAEError(f"{base}: the path {name!r:.80} leaves it; refusing it")
+    return path

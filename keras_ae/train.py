@@ -228,7 +228,7 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
 
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, overwrite)
-    backup = Backup(run_dir / BACKUP)
+    backup = Backup(run_dir / BACKUP, run_dir / "history.csv")
     if overwrite:
         backup.remove()
     model.check_batch_size(batch_size)
@@ -286,9 +286,7 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, 
     validation_steps = None
     if validation is not None and steps_per_epoch is not None:
         validation_steps = min(steps_per_epoch, math.ceil(len(splits.validation) / batch_size))
-    callbacks = [keras.callbacks.TerminateOnNaN(), backup,
-                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
-                 keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
+    callbacks = [keras.callbacks.TerminateOnNaN(), backup, keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
     if early_stopping:
         if validation is None:
             raise ConfigError("--early-stopping needs a validation split; set --validation-fraction > 0")

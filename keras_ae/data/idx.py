@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import math
 import zlib
@@ -19,6 +20,7 @@ IDX_FILES = {
 }
 IDX_MAGIC = {3: 0x00000803, 1: 0x00000801}  # unsigned-byte images (3-D) and labels (1-D)
 _READ_CHUNK = 1 << 20  # bytes per read of an IDX file
+_CHECK_BYTES = 64 << 20  # after a gzip that gave too many bytes, how much more is read to look for a CRC error
 
 
 def idx_file(folder: Path, stem: str) -> Path | None:
@@ -53,25 +55,38 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
                     f"{path}: header says {shape} = {expected} bytes, over the {MAX_ARRAY_BYTES} limit"
                 )
             data = _read_at_most(f, expected + 1)
+            if len(data) > expected and opener is gzip.open:
+                for _ in range(_CHECK_BYTES // _READ_CHUNK):  # a gzip corrupted mid-stream fails its CRC by
+                    if not f.read(_READ_CHUNK):                   # the end of the stream: then say "corrupt"
+                        break
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({'corrupt gzip: ' if opener is gzip.open else ''}{e})") from None
     if len(data) < expected:
         raise DataError(f"{path}: truncated: header says {shape} = {expected} bytes, file has {len(data)}")
     if len(data) > expected:
         raise DataError(f"{path}: trailing bytes after the {shape} = {expected} bytes the header declares")
-    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+    return data.reshape(dims)
 
 
-def _read_at_most(f, size: int) -> bytes:
-    """Up to `size` bytes, read in chunks so memory follows the real data, not a header's promise."""
-    chunks, total = [], 0
+def _read_at_most(f, size: int) -> np.ndarray:
+    """Up to `size` bytes as uint8, read in chunks so memory follows the real data, not a header's promise.
+
+    The chunks are copied into the array one by one and freed as they go, so the peak is the data's
+    size and one chunk (joining them first would hold the data twice).
+    """
+    chunks, total = collections.deque(), 0
     while total < size:
         chunk = f.read(min(_READ_CHUNK, size - total))
         if not chunk:
             break
         chunks.append(chunk)
         total += len(chunk)
-    return b"".join(chunks)
+    data, position = np.empty(total, np.uint8), 0
+    while chunks:
+        chunk = chunks.popleft()
+        data[position:position + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        position += len(chunk)
+    return data
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path | None) -> ArraySplit:

@@ -29,6 +29,7 @@ from keras_ae.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 MAX_DECODE_PIXELS = 2**26  # an image larger than this (67 Mpixel) is refused before it is decoded
+MAX_IMAGE_SIDE = 4096  # without --image-size, a folder of images larger than this a side is refused
 ERROR_MARK = "keras_ae:"  # what a decoding check puts before its one-line message (see named_error)
 # Pillow modes we read, and the mode each becomes; anything else (16-bit, LA, ...) is refused.
 _PIL_MODES = {"1": "L", "L": "L", "P": "RGB", "RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB"}
@@ -39,9 +40,19 @@ def _is_image(entry: os.DirEntry) -> bool:
 
 
 def image_files(folder: Path) -> list[str]:
-    """The image file names in ``folder``, sorted (os.scandir: no stat per file, names compared as text)."""
+    """The image file names in ``folder``, sorted (os.scandir: no stat per file, names compared as text).
+
+    A name with an image suffix that is no regular file (a broken or looping link, a socket) is refused
+    rather than skipped in silence.
+    """
     with os.scandir(folder) as entries:
-        return sorted(entry.name for entry in entries if _is_image(entry))
+        names = []
+        for entry in entries:
+            if _is_image(entry):
+                names.append(entry.name)
+            elif entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and not entry.is_dir():
+                raise DataError(f"{entry.path}: not a readable file (a broken or looping link?); remove it")
+        return sorted(names)
 
 
 def has_images(folder: Path) -> bool:
@@ -112,6 +123,10 @@ def load_image_folder(folder: Path, image_size) -> Loaded:
     """Images in `folder` (unlabelled) or in its class subfolders (sorted names -> labels 0..K-1)."""
     listed = {d: image_files(d) for d in subfolders(folder)}
     classes = [d for d, names in listed.items() if names]
+    if classes and len(classes) < len(listed):  # the class indices are the sorted sub-folders: keep them stable
+        empty = next(d for d, names in listed.items() if not names)
+        raise DataError(f"{empty}: a class folder without images: it would shift the labels of the classes after "
+                        "it; remove it or add images")
     loose = image_files(folder)
     if classes and loose:
         raise DataError(
@@ -122,6 +137,9 @@ def load_image_folder(folder: Path, image_size) -> Loaded:
     groups = [(os.path.join(d, ""), listed[d]) for d in classes] if classes else [(os.path.join(folder, ""), loose)]
     paths = np.array([prefix + name for prefix, names in groups for name in names])  # text joins: no Path per file
     first = read_image(Path(paths[0]), image_size)
+    if image_size is None and max(first.shape[:2]) > MAX_IMAGE_SIDE:
+        raise DataError(f"{paths[0]}: {first.shape[0]}x{first.shape[1]} pixels; pass --image-size HxW (image_size="
+                        f"(H, W), at most {MAX_IMAGE_SIDE} a side) to train on images this large")
     stats = np.array([(s.st_size, s.st_mtime_ns) for s in map(os.stat, paths)], np.int64).reshape(len(paths), 2)
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(listed[d]) for d in classes]) if classes else None
     split = FileSplit(paths, labels, stats, tuple(int(d) for d in first.shape), image_size is not None)

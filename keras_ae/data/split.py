@@ -22,6 +22,7 @@ from keras_ae.errors import DataError
 MAX_ARRAY_BYTES = 2**31  # refuse IDX and .npy headers that promise more than this
 MAX_CLASSES = 100_000  # labels are class indices; a larger one is a corrupt file, not a class
 THREADS = os.cpu_count() or 1  # parallel calls of every decoding and conversion map
+ARRAY_BATCH_BYTES = 64 << 20  # to_arrays reads batches of at most this many bytes (tf.data allocates whole batches)
 
 
 class Split:
@@ -66,7 +67,8 @@ class Split:
         options.autotune.enabled = False
         labelled = attribute is not None or self.has_labels
         images, labels = [], []
-        batches = self.examples(labels=True, attribute=attribute).batch(1024).with_options(options)
+        batch = int(max(1, min(1024, ARRAY_BATCH_BYTES // max(1, int(np.prod(self.image_shape))))))
+        batches = self.examples(labels=True, attribute=attribute).batch(batch).with_options(options)
         for batch in batches.as_numpy_iterator():
             images.append(batch[0] if labelled else batch)
             if labelled:

@@ -15,12 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae.data import cache as caching
-from keras_ae.data.images import named_error
+from keras_ae.data.images import MAX_IMAGE_SIDE, named_error  # MAX_IMAGE_SIDE: also the limit of --image-size
 from keras_ae.data.split import THREADS, Loaded, Split, digest
 from keras_ae.errors import DataError
 
 SPLITS = ("train", "validation", "test")
-MAX_IMAGE_SIDE = 4096  # --image-size beyond this is refused (a 1,024-image resize batch would not fit)
 SHUFFLE_BUFFER = 10_000  # decoded images a shuffle keeps when the split is not cached in memory
 SAMPLE_IMAGES = 2000  # what DataSplits.sample takes by default: evaluation's and the figures' test images
 _PREFETCH_BATCHES = 2
@@ -96,6 +95,8 @@ class DataSplits:
         """Turn an error from reading this dataset's files into one DataError naming the file."""
         try:
             yield
+        except tf.errors.ResourceExhaustedError:
+            raise  # memory, not a file: the command says so in one line (keras_ae.errors.exit_code)
         except tf.errors.OpError as error:
             message = named_error(error)
             if message:
