@@ -43,7 +43,7 @@ class Backup(keras.callbacks.Callback):
                 and isinstance(state.get("file"), str)):
             raise KerasAEError(f"{self.state_path}: not a backup state (an epoch >= 1 and a file); remove "
                                f"{self.folder} to train from the start")
-        path = confined(self.folder, state["file"])
+        path = confined(self.folder, state["file"], self.state_path)
         if path.parent != self.folder or not path.is_file():
             raise KerasAEError(f"{self.state_path}: names {state['file']!r:.80}, which is no checkpoint in "
                                f"{self.folder}; remove {self.folder} to train from the start")
@@ -59,6 +59,7 @@ class Backup(keras.callbacks.Callback):
         """Load the last good epoch into ``model`` (compiled) and cut the history back to it; return its epoch."""
         state = self._state()
         if state is None:
+            self.history.unlink(missing_ok=True)  # rows of no checkpoint: a fresh start
             return 0
         model.optimizer.build(model.trainable_variables)
         model.load_weights(state["path"])

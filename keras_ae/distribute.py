@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
+import threading
 import time
 
 from keras_ae.errors import ConfigError
 
 log = logging.getLogger("keras_ae")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+BANNER = b"keras_ae worker\n"  # what a worker's own listener says to a peer before TensorFlow takes its port
+# An HTTP/2 client preface and an empty SETTINGS frame: a TensorFlow (gRPC) server answers with a SETTINGS frame.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 def split_cpu(devices: int) -> None:
@@ -53,7 +58,11 @@ def read_tf_config(text: str | None) -> dict:
         raise ConfigError("TF_CONFIG needs a 'cluster' object and a 'task' object")
     for role, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(_is_address(a) for a in addresses):
-            raise ConfigError(f"TF_CONFIG cluster.{role} must be a list of 'host:port' strings, got {addresses!r}")
+            raise ConfigError(f"TF_CONFIG cluster.{role} must be a list of 'host:port' strings, got {addresses!r:.200}")
+    everyone = [address for addresses in cluster.values() for address in addresses]
+    twice = sorted({address for address in everyone if everyone.count(address) > 1})
+    if twice:
+        raise ConfigError(f"TF_CONFIG lists {', '.join(twice)} for more than one task; each needs its own host:port")
     role, index = task.get("type"), task.get("index")
     if role not in cluster:
         raise ConfigError(f"TF_CONFIG task.type {role!r} is not a role of the cluster ({', '.join(cluster)})")
@@ -65,7 +74,7 @@ def read_tf_config(text: str | None) -> dict:
 
 def _is_address(text) -> bool:
     host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
-    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+    return bool(host) and port.isascii() and port.isdigit() and 0 < int(port) < 65536
 
 
 def is_chief(config: dict) -> bool:
@@ -85,6 +94,8 @@ def make_strategy(name: str, worker_timeout: float = 60.0):
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if not (isinstance(worker_timeout, (int, float)) and math.isfinite(worker_timeout) and worker_timeout > 0):
+        raise ConfigError(f"--worker-timeout must be a finite number of seconds > 0, got {worker_timeout!r}")
     config = read_tf_config(os.environ.get("TF_CONFIG"))
     log.info("multi-worker: task %s of %s, waiting up to %g s for the cluster", config["task"],
              config["cluster"], worker_timeout)
@@ -111,11 +122,13 @@ def worker_shard(strategy) -> tuple[int, int] | None:
 
 
 def wait_for_workers(config: dict, seconds: float) -> None:
-    """Return once every other task of the cluster answers on its port; ConfigError after ``seconds``.
+    """Return once every other task of the cluster answers on its port as a worker; ConfigError after ``seconds``.
 
-    TensorFlow itself waits for the cluster with no limit, inside native code that ignores SIGTERM.
-    So each worker first listens on its own TF_CONFIG port and connects to every peer's (where the
-    peer's listener, or already its TensorFlow server, answers), then frees the port for TensorFlow.
+    TensorFlow itself waits for the cluster with no limit, inside native code that ignores SIGTERM and
+    Ctrl-C. So each worker first listens on its own TF_CONFIG port, greeting each peer with
+    :data:`BANNER`, and checks that every peer's port answers as a worker: with the banner, or (once the
+    peer has moved on) as TensorFlow's gRPC server does; a port held by anything else does not count.
+    Then it frees its port for TensorFlow.
     """
     task = config["task"]
     addresses = [a for role, members in config["cluster"].items() for a in members]
@@ -128,21 +141,56 @@ def wait_for_workers(config: dict, seconds: float) -> None:
         listener.listen()
     except OSError as error:
         raise ConfigError(f"cannot listen on {own}, this task's address in TF_CONFIG: {error}") from None
+    listener.settimeout(0.2)
+    greeting = threading.Thread(target=_greet, args=(listener,), daemon=True)
+    greeting.start()
     deadline = time.monotonic() + seconds
     try:
         while peers:
-            host, _, port = peers[0].rpartition(":")
-            try:
-                socket.create_connection((host, int(port)), timeout=1.0).close()
+            if _answers_as_worker(peers[0]):
                 peers.pop(0)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ConfigError(f"multi-worker cluster not reachable within {seconds:g} s: no answer from "
-                                      f"{', '.join(peers)}; start every worker with the same TF_CONFIG, or raise "
-                                      "--worker-timeout") from None
+            elif time.monotonic() > deadline:
+                raise ConfigError(f"multi-worker cluster not reachable within {seconds:g} s: no worker answers at "
+                                  f"{', '.join(peers)}; start every worker with the same TF_CONFIG, or raise "
+                                  "--worker-timeout")
+            else:
                 time.sleep(0.2)
     finally:
         listener.close()
+        greeting.join()
+
+
+def _greet(listener: socket.socket) -> None:
+    """Say :data:`BANNER` to every peer that connects, until the listener is closed."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:  # closed
+            return
+        with connection:
+            try:
+                connection.sendall(BANNER)
+            except OSError:
+                pass
+
+
+def _answers_as_worker(address: str) -> bool:
+    """Whether ``address`` answers as a keras_ae worker's listener or a gRPC server, within a second."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0) as connection:
+            connection.sendall(_HTTP2_HELLO)
+            reply = b""
+            while len(reply) < len(BANNER):
+                part = connection.recv(len(BANNER) - len(reply))
+                if not part:
+                    break
+                reply += part
+    except OSError:  # refused, reset, or silent for a second
+        return False
+    return reply == BANNER or (len(reply) >= 4 and reply[3] == 4)  # byte 3 of an HTTP/2 frame: its type (SETTINGS)
 
 
 def cpu_has_bfloat16() -> bool:

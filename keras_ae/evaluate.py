@@ -24,6 +24,7 @@ from keras_ae import losses
 from keras_ae.data.splits import SAMPLE_IMAGES
 from keras_ae.errors import exit_code
 from keras_ae.models.base import in_batches
+from keras_ae.options import positive_int
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
@@ -184,8 +185,11 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
         notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
     else:
         train_x, train_y = splits.sample("train", probe_images)
-        metrics["probe"] = latent_probe(model, train_x, train_y, test_x, test_y)
-        images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
+        if len(np.unique(train_y)) < 2:
+            notes.append(f"latent probe skipped: the training sample of {splits.name!r} holds one class only")
+        else:
+            metrics["probe"] = latent_probe(model, train_x, train_y, test_x, test_y)
+            images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
     return {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
             "dataset": {"name": splits.name, "source": splits.source, "test_images": len(splits.test)},
             "architecture": model.architecture, "latent_dim": model.latent_dim,
@@ -264,20 +268,22 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m keras_ae.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
-    parser.add_argument("--iwae-samples", type=int, default=100, help="K of the importance-weighted estimate (VAEs)")
+    parser.add_argument("--iwae-samples", type=positive_int, default=100,
+                        help="K of the importance-weighted estimate (VAEs)")
     parser.add_argument("--no-figures", action="store_true", help="write the report only")
     parser.add_argument("--attribute", default=None, metavar="NAME",
                         help="a binary attribute of the data for the arithmetic figure (default: the run's own)")
     args = parser.parse_args(argv)
-    from keras_ae.runs import load_run
+    from keras_ae.runs import load_run, locked
 
     def evaluate_each():
         for folder in args.runs:
-            run = load_run(folder)
-            if args.attribute is not None:
-                run.splits.check_attribute(args.attribute)
-                run.config["options"]["attribute"] = args.attribute
-            report = report_run(run, iwae_samples=args.iwae_samples, figures=not args.no_figures)
+            with locked(folder):
+                run = load_run(folder)
+                if args.attribute is not None:
+                    run.splits.check_attribute(args.attribute)
+                    run.config["options"]["attribute"] = args.attribute
+                report = report_run(run, iwae_samples=args.iwae_samples, figures=not args.no_figures)
             print(markdown_table([summary_row(report)]))
             for note in report["notes"]:
                 print(f"note: {note}")

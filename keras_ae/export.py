@@ -33,8 +33,12 @@ The codes that calibrate the full-int8 decoder are drawn from the model's prior,
 Every artifact's sha256 and size are in metadata.json; a SavedModel folder's sha256 is that of a
 manifest of its files (see :func:`keras_ae.serving.describe_artifact`). The export is staged in a hidden
 ``<out>/<name>/.tmp-*`` folder, then renamed into place: the SavedModel versions first, the ``<N>/``
-folder (TFLite files and metadata.json) last, so a version is complete once its metadata.json exists,
-and a failed export leaves nothing behind. Nothing of an earlier version is ever overwritten.
+folder (TFLite files and metadata.json) last, so a version is complete once its metadata.json exists;
+then ``models.config`` (a TF Serving model config pinning the encoder and the decoder to that version)
+is replaced, so a server started with it pairs the networks of one version, the old or the new, never a
+mix. One export at a time writes a model folder (an OS lock); each removes what a killed one left
+(staging folders, SavedModels of a version without metadata.json). Nothing of a complete version is
+ever overwritten.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import numpy as np
 
 from keras_ae import __version__, serving
 from keras_ae.errors import KerasAEError, exit_code, one_line
-from keras_ae.io import read_json, write_json
+from keras_ae.io import atomic_path, exclusive, read_json, write_json
 from keras_ae.serving import MAIN_INPUT, SIGNATURE, VARIANTS
 
 CALIBRATION_CODES = 512  # codes (and labels) that calibrate the activations of the full-int8 decoder
@@ -90,30 +94,46 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
     name = name or model.name
     if not name or name.startswith(".") or Path(name).name != name:
         raise ExportError(f"export name must be a plain folder name, got {name!r}")
-    model_dir = Path(out_dir) / name
-    if version is None:
-        version = 1 + max(serving.versions(model_dir), default=0)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not (version is None or isinstance(version, int) and version >= 1):
         raise ExportError(f"version must be an integer >= 1, got {version!r}")
-    taken = [model_dir / rel for rel in _commit_order(version) if (model_dir / rel).exists()]
-    if taken:
-        raise ExportError(f"{taken[0]} already exists and is never overwritten; "
-                          f"export with --version {max(serving.versions(model_dir)) + 1}")
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
-    try:
-        signatures = _write_artifacts(model, staging, version, _calibration(model), quantize)
-        artifacts = {rel: {**_artifact_kind(rel, version), **serving.describe_artifact(staging / rel)}
-                     for rel in _staged(staging, version)}
-        write_json(staging / serving.metadata_path(version),
-                   _metadata(model, name, version, signatures, artifacts, about or {}))
-        for rel in _commit_order(version):
-            (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, model_dir / rel)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    model_dir = Path(out_dir) / name
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ExportError(f"export root {out_dir} is a file, not a folder")
+    with exclusive(model_dir / ".lock", f"{model_dir}: another keras_ae process is exporting to it; wait for it "
+                                        "to end"):
+        _remove_unfinished(model_dir)
+        if version is None:
+            version = 1 + max(serving.versions(model_dir), default=0)
+        taken = [model_dir / rel for rel in _commit_order(version) if (model_dir / rel).exists()]
+        if taken:
+            raise ExportError(f"{taken[0]} already exists and is never overwritten; "
+                              f"export with --version {max(serving.versions(model_dir)) + 1}")
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+        try:
+            signatures = _write_artifacts(model, staging, version, _calibration(model), quantize)
+            artifacts = {rel: {**_artifact_kind(rel, version), **serving.describe_artifact(staging / rel)}
+                         for rel in _staged(staging, version)}
+            write_json(staging / serving.metadata_path(version),
+                       _metadata(model, name, version, signatures, artifacts, about or {}))
+            for rel in _commit_order(version):
+                (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / rel, model_dir / rel)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        with atomic_path(model_dir / serving.SERVING_CONFIG) as tmp:
+            Path(tmp).write_text(serving.serving_config(model_dir, name, version))
     return model_dir / str(version)
+
+
+def _remove_unfinished(model_dir: Path) -> None:
+    """Remove what a killed export left (the caller holds the export lock, so no export is running):
+    staging folders, and the SavedModels of a version whose metadata.json never arrived."""
+    for stale in model_dir.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    complete = set(serving.complete_versions(model_dir))
+    for version in set(serving.versions(model_dir)) - complete:
+        for rel in _commit_order(version):
+            shutil.rmtree(model_dir / rel, ignore_errors=True)
 
 
 def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: str | None = None,
@@ -123,19 +143,21 @@ def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: 
     from keras_ae import runs
 
     run_dir = Path(run_dir)
-    try:
-        config = runs.read_config(run_dir)
-        _check_config(config, run_dir / "config.json")
-        model = runs.load_run(run_dir, with_data=False).model
-    except ExportError:
-        raise
-    except KerasAEError as error:
-        raise ExportError(one_line(error)) from None
-    results_path = run_dir / "results.json"
-    about = {"model": config["options"].get("model"), "dataset": config["data"], "trained_with": config["versions"],
-             "metrics": read_json(results_path, ExportError) if results_path.is_file() else None}
-    version_dir = export_model(model, out_dir, name or run_dir.resolve().name, version, quantize, about)
-    runs.record_export(run_dir, version_dir.parent, int(version_dir.name))
+    with runs.locked(run_dir):
+        try:
+            config = runs.read_config(run_dir)
+            _check_config(config, run_dir / "config.json")
+            model = runs.load_run(run_dir, with_data=False).model
+        except ExportError:
+            raise
+        except KerasAEError as error:
+            raise ExportError(one_line(error)) from None
+        results_path = run_dir / "results.json"
+        about = {"model": config["options"].get("model"), "dataset": config["data"],
+                 "trained_with": config["versions"],
+                 "metrics": read_json(results_path, ExportError) if results_path.is_file() else None}
+        version_dir = export_model(model, out_dir, name or run_dir.resolve().name, version, quantize, about)
+        runs.record_export(run_dir, version_dir.parent, int(version_dir.name))
     return version_dir
 
 

@@ -97,8 +97,8 @@ def code_scatter(run) -> str:
 
 
 def _pairs(y, count: int):
-    """Index pairs of test images to interpolate between: different labels when there are labels."""
-    if y is None:
+    """Index pairs of test images to interpolate between: different labels when there are several."""
+    if y is None or len(np.unique(y)) < 2:
         return [(2 * i, 2 * i + 1) for i in range(count)]
     pairs, used = [], set()
     for i in range(len(y)):
@@ -196,4 +196,6 @@ def write_all(run, which=None) -> tuple[list[str], list[str]]:
             written.append(FIGURES[name](run))
         except Skipped as reason:
             skipped.append(str(reason))
+        except ConfigError as reason:  # the figure does not apply to this model or data
+            skipped.append(f"{name} figure skipped: {reason}")
     return written, skipped

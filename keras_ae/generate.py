@@ -31,7 +31,9 @@ import numpy as np
 from keras_ae import latent, serving
 from keras_ae.errors import InputError, exit_code, one_line
 from keras_ae.plots import image_grid
-from keras_ae.serving import BACKENDS, SIGNATURE, VARIANTS
+from keras_ae.serving import BACKENDS, SIGNATURE, VARIANTS, ArtifactError
+
+MAX_IMAGES = 10_000  # images in one grid (--num, --steps, --codes); 10,000 MNIST images make a 28 MB PNG
 
 
 # ---------------------------------------------------------------- the exported networks
@@ -74,23 +76,35 @@ def _load(export_dir, network: str, backend: str, variant: str, version: int | N
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     metadata = serving.read_metadata(export_dir, version)
     path = serving.verified_artifact(metadata, network, backend, variant)
-    return metadata, (_saved_model_runner if backend == "saved_model" else _tflite_runner)(path)
+    try:
+        run, inputs = (_saved_model_runner if backend == "saved_model" else _tflite_runner)(path)
+    except Exception as error:  # a file that matches its sha256 but is no model (or another format's)
+        raise ArtifactError(f"{path}: cannot load it as a {backend} ({one_line(error)[:160]}); export the run "
+                            "again") from None
+    serving.check_signature(metadata, network, inputs, path)
+    return metadata, run
 
 
 def _saved_model_runner(path: Path):
+    """(run, {input name: shape}) of a SavedModel's serving signature."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
+    signature = tf.saved_model.load(str(path)).signatures[SIGNATURE]
 
-    def run(inputs: dict) -> dict:  # refers to ``loaded``, which keeps the signature's variables alive
-        outputs = loaded.signatures[SIGNATURE](**{name: tf.constant(value) for name, value in inputs.items()})
+    def run(inputs: dict) -> dict:  # ``signature`` keeps the loaded variables alive
+        try:
+            outputs = signature(**{name: tf.constant(value) for name, value in inputs.items()})
+        except tf.errors.InvalidArgumentError as error:  # an input the model's own assertions reject
+            raise InputError(f"{path}: the model refused its input ({one_line(error)[:160]})") from None
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
-    return run
+    specs = signature.structured_input_signature[1]
+    return run, {name: [-1 if d is None else int(d) for d in spec.shape] for name, spec in specs.items()}
 
 
 def _tflite_runner(path: Path):
-    """Runs a TFLite file row by row: its batch is fixed at 1 (see :mod:`keras_ae.export`)."""
+    """(run, {input name: shape}) of a TFLite file; ``run`` feeds it row by row: its batch is fixed at 1
+    (see :mod:`keras_ae.export`)."""
     from ai_edge_litert.interpreter import Interpreter
 
     # LiteRT's default is one thread; one per core decodes faster (BENCHMARKS.md, "Decoding").
@@ -101,7 +115,7 @@ def _tflite_runner(path: Path):
                 for i in range(len(next(iter(inputs.values()))))]
         return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
 
-    return run
+    return run, {name: [int(d) for d in details["shape"]] for name, details in runner.get_input_details().items()}
 
 
 # ---------------------------------------------------------------- the command line
@@ -151,9 +165,17 @@ def generate(args: argparse.Namespace) -> Path:
     """Decode the codes the flags ask for and write the grid; return its path."""
     if args.backend == "saved_model" and args.variant != "float32":
         raise InputError(f"--variant {args.variant} is a TFLite variant; add --backend tflite")
+    if Path(args.out).is_dir():
+        raise InputError(f"--out {args.out} is a folder; give the PNG file to write, such as "
+                         f"{Path(args.out) / 'samples.png'}")
+    for flag, value in (("--num", args.num), ("--steps", args.steps)):
+        if not 1 <= value <= MAX_IMAGES:
+            raise InputError(f"{flag} must be in [1, {MAX_IMAGES}] (images in one grid), got {value}")
     metadata = serving.read_metadata(args.export_dir, args.version)
     codes, columns = _codes_and_columns(args, metadata)
     count = len(np.atleast_2d(codes))
+    if count > MAX_IMAGES:
+        raise InputError(f"--codes holds {count} codes; one grid takes at most {MAX_IMAGES}")
     labels = args.label
     if labels is None and metadata["num_classes"]:
         labels = np.arange(count) % metadata["num_classes"]

@@ -1,8 +1,10 @@
-"""Atomic file writes: a crash never leaves a truncated model, figure or report behind."""
+"""Atomic file writes, process locks and confined paths: a crash or a second process never leaves a
+truncated or mixed file behind, and a path read from a file never leaves its folder."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -10,6 +12,7 @@ from pathlib import Path
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+_LOCKS: dict[str, list] = {}  # lock file -> [open file descriptor, depth] of the locks this process holds
 
 
 @contextlib.contextmanager
@@ -68,8 +71,9 @@ def read_json(path, error=None, hint: str = ""):
         raise error(f"{path}: unreadable ({one_line(parse_error)}){hint}") from None
 
 
-def confined(base, name) -> Path:
-    """``base / name`` when ``name`` is a relative path that stays inside ``base``; else a KerasAEError.
+def confined(base, name, source) -> Path:
+    """``base / name`` when ``name`` is a relative path that stays inside ``base``; else a KerasAEError
+    naming ``source``, the file the path was read from.
 
     The one check for paths read from files keras_ae wrote (a backup's state, an export's metadata):
     a hand-edited ``../../elsewhere`` or an absolute path never reaches a loader or a delete.
@@ -77,9 +81,40 @@ def confined(base, name) -> Path:
     from keras_ae.errors import KerasAEError
 
     base = Path(base)
-    if not isinstance(name, str) or not name or Path(name).is_absolute():
-        raise KerasAEError(f"{base}: the path {name!r:.80} is not a relative path inside it; refusing it")
+    if not isinstance(name, str) or not name:
+        raise KerasAEError(f"{source}: {name!r:.80} is not a path inside {base}; refusing it")
     path = base / name
-    if not path.resolve().is_relative_to(base.resolve()):
-        raise KerasAEError(f"{base}: the path {name!r:.80} leaves it; refusing it")
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(base.resolve()):
+        raise KerasAEError(f"{source}: the path {name!r:.80} leaves {base}; refusing it")
     return path
+
+
+@contextlib.contextmanager
+def exclusive(lock_file, busy: str):
+    """Hold an exclusive OS lock (``flock``) on ``lock_file`` for the block; a KerasAEError(``busy``) at once
+    when another process holds it.
+
+    The lock dies with its process (a kill never leaves a folder locked), and one process may take it
+    again inside the block (``train.py`` locks its run folder, then trains, evaluates and exports it).
+    """
+    from keras_ae.errors import KerasAEError
+
+    key = os.path.abspath(lock_file)
+    held = _LOCKS.get(key)
+    if held is None:
+        Path(key).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise KerasAEError(busy) from None
+        held = _LOCKS[key] = [fd, 0]
+    held[1] += 1
+    try:
+        yield
+    finally:
+        held[1] -= 1
+        if not held[1]:
+            del _LOCKS[key]
+            os.close(held[0])  # releases the lock; the file stays (removing it would race a waiting process)

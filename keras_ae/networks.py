@@ -29,6 +29,7 @@ ARCHITECTURES = ("mlp", "conv")
 DOWNSAMPLING = ("strided", "pool")
 UPSAMPLING = ("transpose", "upsample")
 DEFAULT_WIDTHS = {"mlp": (512, 256), "conv": (32, 64)}
+MAX_WEIGHTS = 500_000_000  # more would not train in memory here (2 GB of float32 weights, 6 GB with Adam)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class NetworkSpec:
         object.__setattr__(self, "latent_dim", int(self.latent_dim))
         if int(self.dense_units) < 0:
             raise ConfigError(f"dense_units must be >= 0, got {self.dense_units}")
+        weights = self.weight_count()
+        if weights > MAX_WEIGHTS:
+            raise ConfigError(f"these networks would hold about {weights:.3g} weights ({4 * weights / 2**30:.3g} GiB "
+                              f"as float32, three times that while Adam trains), over the {MAX_WEIGHTS:.0e} limit; "
+                              "use smaller widths, latent_dim, dense_units or images")
         for option in ("activation", "code_activation"):
             try:
                 keras.activations.get(getattr(self, option))
@@ -91,6 +97,19 @@ class NetworkSpec:
     @property
     def input_dim(self) -> int:
         return math.prod(self.input_shape)
+
+    def weight_count(self) -> int:
+        """About how many weights the encoder and the decoder hold together (kernels; biases are few)."""
+        code = 2 * int(self.latent_dim)  # a VAE's two heads
+        if self.arch == "mlp":
+            sizes = [self.input_dim, *self.widths]
+            return 2 * (sum(a * b for a, b in zip(sizes, sizes[1:])) + self.widths[-1] * code)
+        channels = [self.input_shape[2], *self.widths]
+        h, w = self.conv_sizes()[-1]
+        flat = h * w * self.widths[-1]
+        dense = int(self.dense_units)
+        head = flat * dense + dense * code if dense else flat * code
+        return 2 * (sum(9 * a * b for a, b in zip(channels, channels[1:])) + head)
 
     def conv_sizes(self) -> list[tuple[int, int]]:
         """Spatial size after each down-sampling stage, starting with the input's."""

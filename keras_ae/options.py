@@ -29,6 +29,8 @@ class Option:
         flag: a switch without a value (``store_true``).
         default_text: what ``--help`` shows as the default when the signature's default (``None``)
             means something else, e.g. "learned" or a value that depends on another option.
+        only_with: (option, value): the flag means something only when that option has that value
+            (``--target-rate`` with ``--sparsity kl``); given otherwise, it is refused.
     """
 
     help: str
@@ -37,26 +39,37 @@ class Option:
     metavar: str | None = None
     flag: bool = False
     default_text: str | None = None
+    only_with: tuple[str, object] | None = None
 
 
 # ---------------------------------------------------------------- flag parsers (argparse types)
 
 
-def _integer_at_least(minimum: int):
+def _integer_in(minimum: int, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            wanted = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"expected an integer {wanted}, got {value}")
         return value
 
     return parse
 
 
-positive_int = _integer_at_least(1)
-non_negative_int = _integer_at_least(0)
+positive_int = _integer_in(1)
+non_negative_int = _integer_in(0)
+random_seed = _integer_in(0, 2**32 - 1)  # what numpy's and Python's seeding take
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, a timeout in seconds)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def finite_float(text: str) -> float:

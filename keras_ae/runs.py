@@ -8,11 +8,13 @@ and export reload the model in Keras's safe mode and the data with the very argu
 from __future__ import annotations
 
 import datetime
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from keras_ae.errors import DataError, KerasAEError
-from keras_ae.io import read_json, write_json
+from keras_ae.errors import ConfigError, DataError, KerasAEError
+from keras_ae.io import exclusive, read_json, write_json
 
 EXPORTS = "exports.json"  # where each export of this run went
 
@@ -25,6 +27,80 @@ class Run:
     config: dict
     model: object
     splits: object
+
+
+# ---------------------------------------------------------------- the folder's state
+
+
+def locked(folder):
+    """The run folder's lock, held while a process trains, evaluates or exports the run (see io.exclusive).
+
+    The lock file sits beside the folder (``.<name>.lock``), so it outlives an ``--overwrite`` that
+    replaces the folder itself.
+    """
+    folder = Path(folder)
+    return exclusive(folder.parent / f".{folder.name}.lock",
+                     f"{folder}: another keras_ae process is training, evaluating or exporting this run; "
+                     "wait for it to end")
+
+
+def staging(folder) -> Path:
+    """Where ``--overwrite`` trains the new run before it replaces ``folder`` (the old run stays whole until then)."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.new"
+
+
+def _replaced(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.old"
+
+
+def replace(folder, new) -> None:
+    """Put the complete run folder ``new`` in the place of ``folder`` (two renames; see :func:`recover`)."""
+    folder, old = Path(folder), _replaced(Path(folder))
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(folder) -> None:
+    """Finish a :func:`replace` that a kill interrupted (the caller holds the lock): the new run when it is
+    complete, else the old one, is the run folder again."""
+    folder = Path(folder)
+    old, new = _replaced(folder), staging(folder)
+    if old.is_dir() and not folder.exists():
+        os.replace(new if (new / "model.keras").is_file() else old, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_same_model(path, config: dict, model, hint: str) -> None:
+    """A ConfigError naming what differs unless ``model`` is the model the run's config.json describes
+    (its class, its ``--model`` name, every entry of its config but the name, and the data's shape)."""
+    recorded = config.get("model_config") if isinstance(config.get("model_config"), dict) else {}
+    current = model.get_config()
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    options = config.get("options") if isinstance(config.get("options"), dict) else {}
+    differs = [f"{what} {old!r:.40} -> {new!r:.40}" for what, old, new in (
+        ("model class", config.get("model_class"), type(model).__name__),
+        ("--model", options.get("model"), registered_name(model)),
+        ("data image_shape", _plain(data.get("image_shape")), list(model.image_shape)),
+        ("data num_classes", data.get("num_classes") if model.num_classes else None, model.num_classes))
+        if old != new]
+    differs += [f"{key} {recorded.get(key)!r:.40} -> {current.get(key)!r:.40}"
+                for key in sorted((set(recorded) | set(current)) - {"name"})
+                if _plain(recorded.get(key)) != _plain(current.get(key))]
+    if differs:
+        raise ConfigError(f"{path} does not describe this model ({'; '.join(differs)}); {hint}")
+
+
+def _plain(value):
+    """A config value as JSON gives it back (tuples become lists), so that recorded and current compare."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+# ---------------------------------------------------------------- what a run folder says
 
 
 def library_versions() -> dict:
@@ -125,6 +201,7 @@ def load_run(folder, with_data: bool = True) -> Run:
         model = keras.models.load_model(model_path)  # safe_mode=True: no arbitrary code from the file
     except Exception as error:  # Keras raises many types for a bad file; the user needs the file name
         raise KerasAEError(f"{model_path}: cannot load ({type(error).__name__}: {str(error)[:200]})") from None
+    check_same_model(folder / "config.json", config, model, "the run folder was edited; train it again")
     return Run(folder, config, model, load_data(folder, config) if with_data else None)
 
 

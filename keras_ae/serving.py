@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae.errors import InputError, KerasAEError, one_line
-from keras_ae.io import read_json
+from keras_ae.io import confined, read_json
 
 FORMAT_VERSION = 2  # of metadata.json; a client refuses other versions (1: keras_ae 0.2, one metadata per export)
 SIGNATURE = "serving_default"
@@ -31,6 +31,7 @@ BACKENDS = ("saved_model", "tflite")
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 MAIN_INPUT = {"encoder": "images", "decoder": "z"}
 METADATA = "metadata.json"
+SERVING_CONFIG = "models.config"  # TF Serving --model_config_file of a model folder: both networks, one version
 PRIORS = ("normal", "empirical_gaussian")
 REQUIRED_KEYS = ("name", "version", "latent_dim", "image_shape", "num_classes", "sampling", "signatures",
                  "artifacts")
@@ -68,6 +69,20 @@ def versions(model_dir) -> list[int]:
 def complete_versions(model_dir) -> list[int]:
     """The versions whose metadata.json is in place, sorted."""
     return [v for v in versions(model_dir) if (Path(model_dir) / metadata_path(v)).is_file()]
+
+
+def serving_config(model_dir, name: str, version: int) -> str:
+    """A TF Serving model config (text protobuf) serving ``<name>-encoder`` and ``<name>-decoder`` at ``version``.
+
+    Each network has its own base path, so a server following "latest" in each could pair a new
+    encoder with an old decoder while an export is being committed; this config pins both to one
+    version and is replaced, atomically, after the version is complete.
+    """
+    entries = "".join(
+        f"  config {{\n    name: \"{name}-{network}\"\n    base_path: \"{Path(model_dir).resolve() / network}\"\n"
+        f"    model_platform: \"tensorflow\"\n    model_version_policy {{ specific {{ versions: {version} }} }}\n  }}\n"
+        for network in MAIN_INPUT)
+    return f"model_config_list {{\n{entries}}}\n"
 
 
 # ---------------------------------------------------------------- digests
@@ -162,10 +177,10 @@ def verified_artifact(metadata: dict, network: str, backend: str, variant: str) 
         raise ArtifactError(f"{model_dir / metadata_path(metadata['version'])}: {len(found)} entries for the "
                             f"{backend} {network} {variant}; export the run again")
     (name, entry), = found
-    path = (model_dir / name).resolve()
-    if Path(name).is_absolute() or not path.is_relative_to(model_dir.resolve()):
-        raise ArtifactError(f"{model_dir / metadata_path(metadata['version'])}: artifact path {name!r:.80} leaves "
-                            f"{model_dir}; refusing to load it")
+    try:
+        path = confined(model_dir, name, model_dir / metadata_path(metadata["version"]))
+    except KerasAEError as error:
+        raise ArtifactError(str(error)) from None
     if not path.exists():
         raise ArtifactError(f"{model_dir / name} is missing; export the run again")
     actual = describe_artifact(path)["sha256"]
@@ -174,6 +189,18 @@ def verified_artifact(metadata: dict, network: str, backend: str, variant: str) 
                             f"{str(entry.get('sha256'))[:12]}..., the file is {actual[:12]}...): it changed after "
                             "export; export the run again")
     return path
+
+
+def check_signature(metadata: dict, network: str, inputs: dict, path) -> None:
+    """An ArtifactError unless a loaded artifact takes the inputs metadata.json promises (``inputs``: name ->
+    shape, -1 or the fixed batch first): an edited latent_dim, image_shape or num_classes is caught here."""
+    main = MAIN_INPUT[network]
+    shape = [metadata["latent_dim"]] if network == "decoder" else list(metadata["image_shape"])
+    expected = {main: shape, **({"label": []} if metadata["num_classes"] else {})}
+    found = {name: list(dims)[1:] for name, dims in inputs.items()}
+    if found != expected:
+        raise ArtifactError(f"{path}: takes {found}, but metadata.json says {expected} (latent_dim, image_shape, "
+                            "num_classes); export the run again")
 
 
 # ---------------------------------------------------------------- codes and inputs

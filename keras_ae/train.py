@@ -22,6 +22,7 @@ import argparse
 import csv
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from keras_ae import options as opts
@@ -88,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--steps-per-epoch", type=opts.positive_int, default=None, metavar="N",
                           help="end each epoch after N batches (the data repeats), for datasets whose epoch is "
                                "long; validation then uses at most N batches (default: one pass over the data)")
-    training.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    training.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+    training.add_argument("--learning-rate", type=opts.positive_float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--early-stopping", type=opts.non_negative_int, default=0, metavar="PATIENCE",
                           help="stop when the validation loss has not improved for PATIENCE epochs and keep "
                                "the best weights (0: off)")
-    training.add_argument("--seed", type=int, default=0, help="seed for splits, shuffling and initialisation")
+    training.add_argument("--seed", type=opts.random_seed, default=0,
+                          help="seed for splits, shuffling and initialisation")
 
     where = parser.add_argument_group("devices and distribution")
     where.add_argument("--strategy", default="default", choices=STRATEGIES,
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "machine; multi_worker: the machines listed in $TF_CONFIG")
     where.add_argument("--cpu-devices", type=opts.positive_int, default=None, metavar="N",
                        help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
-    where.add_argument("--worker-timeout", type=float, default=60.0, metavar="SECONDS",
+    where.add_argument("--worker-timeout", type=opts.positive_float, default=60.0, metavar="SECONDS",
                        help="multi_worker: how long to wait for the other workers before giving up")
     where.add_argument("--mixed-precision", action="store_true",
                        help="mixed_float16 on a GPU (loss scaling included), mixed_bfloat16 on a CPU with bfloat16 "
@@ -136,6 +138,14 @@ def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -
         if getattr(args, name, None) is not None and name not in accepted:
             raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_name}")
     kwargs = {name: getattr(args, name) for name in accepted if getattr(args, name, None) is not None}
+    defaults = opts.constructor_defaults(model_cls)
+    for name in kwargs:
+        if accepted[name].only_with:
+            key, wanted = accepted[name].only_with
+            if kwargs.get(key, defaults.get(key)) != wanted:
+                raise ConfigError(f"--{name.replace('_', '-')} applies only with --{key.replace('_', '-')} {wanted}, "
+                                  f"and --model {model_name} has --{key.replace('_', '-')} "
+                                  f"{kwargs.get(key, defaults.get(key))}")
     kwargs["input_shape"] = splits.image_shape
     if "seed" in opts.constructor_defaults(model_cls):
         kwargs["seed"] = args.seed
@@ -152,6 +162,13 @@ def _dataset_slug(dataset: str) -> str:
 
 
 def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a run folder that is a file, or holds a model without ``overwrite``; first finish an
+    ``--overwrite`` that a kill interrupted (the caller holds the folder's lock)."""
+    from keras_ae import runs
+
+    runs.recover(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
     if (run_dir / "model.keras").exists() and not overwrite:
         raise ConfigError(f"{run_dir} already holds a trained model; pass --overwrite or another --run-dir")
 
@@ -161,15 +178,10 @@ def run(args: argparse.Namespace) -> Path:
 
     A run folder that holds a backup but no final model is resumed from its last good epoch.
     """
-    import keras
-
-    from keras_ae import data as data_lib
-    from keras_ae import distribute
+    from keras_ae import distribute, runs
     from keras_ae.models import model_class
 
     model_cls = model_class(args.model)
-    if args.learning_rate <= 0:
-        raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
     arch = args.arch or opts.constructor_defaults(model_cls)["arch"]
@@ -178,7 +190,18 @@ def run(args: argparse.Namespace) -> Path:
         tf_config = distribute.read_tf_config(os.environ.get("TF_CONFIG"))
         if not distribute.is_chief(tf_config):  # every worker trains; each writes its own folder
             run_dir = run_dir / f"{tf_config['task']['type']}-{tf_config['task']['index']}"
-    _check_run_dir(run_dir, args.overwrite)
+    with runs.locked(run_dir):
+        _check_run_dir(run_dir, args.overwrite)
+        _train_report_export(args, model_cls, run_dir)
+    log.info("run folder: %s", run_dir)
+    return run_dir
+
+
+def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> None:
+    import keras
+
+    from keras_ae import data as data_lib
+    from keras_ae import distribute
 
     keras.utils.set_random_seed(args.seed)
     splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
@@ -203,8 +226,6 @@ def run(args: argparse.Namespace) -> Path:
         from keras_ae.export import export_run
 
         log.info("exported: %s", export_run(run_dir, args.export_root, name=args.export_name))
-    log.info("run folder: %s", run_dir)
-    return run_dir
 
 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
@@ -219,29 +240,56 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     stops training with a KerasAEError naming the epoch and the last good checkpoint; an unreadable
     image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
     (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
+
+    One process at a time trains a run folder (an OS lock; another gets a KerasAEError at once). A
+    resume refuses a model or data other than the backup's. With ``overwrite``, the new run is trained
+    beside the old one and replaces it only once complete: a failure leaves the old run as it was.
     """
+    from keras_ae import runs
+
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
+                "jit_compile": jit_compile}
+    run_dir = Path(run_dir)
+    with runs.locked(run_dir):
+        _check_run_dir(run_dir, overwrite)
+        if not (overwrite and (run_dir / "model.keras").exists()):
+            return _train_into(run_dir, run_dir, model, splits, settings, options, overwrite, verbose)
+        new = runs.staging(run_dir)  # the old run stays whole until the new one is complete
+        shutil.rmtree(new, ignore_errors=True)
+        try:
+            _train_into(new, run_dir, model, splits, settings, options, True, verbose)
+        except KerasAEError as error:
+            raise type(error)(f"{error}; {run_dir} is unchanged (it still holds the previous model)") from None
+        runs.replace(run_dir, new)
+        return run_dir
+
+
+def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, options, fresh: bool, verbose) -> Path:
+    """What :func:`train` does, with every file written to ``folder`` (``run_dir`` or its --overwrite staging)."""
     import keras
 
     from keras_ae import distribute, runs
     from keras_ae.callbacks import Backup
     from keras_ae.io import atomic_path
 
-    run_dir = Path(run_dir)
-    _check_run_dir(run_dir, overwrite)
-    backup = Backup(run_dir / BACKUP, run_dir / "history.csv")
-    if overwrite:
+    epochs, batch_size, steps_per_epoch, early_stopping, seed = (
+        settings[key] for key in ("epochs", "batch_size", "steps_per_epoch", "early_stopping", "seed"))
+    backup = Backup(folder / BACKUP, folder / "history.csv")
+    if fresh:
         backup.remove()
+    elif backup.checkpoint is not None:
+        config = runs.read_config(folder)
+        runs.check_same_model(folder / "config.json", config, model, "the backup to resume from is of another "
+                              "model: give the flags it was trained with, or --overwrite to start again")
+        runs.check_same_data(folder / "config.json", config, splits)
     model.check_batch_size(batch_size)
     with model.distribute_strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]), jit_compile=settings["jit_compile"])
         initial_epoch = backup.restore(model)
     if initial_epoch:
-        runs.check_same_data(run_dir / "config.json", runs.read_config(run_dir), splits)
         log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, epochs)
-    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
-                "jit_compile": jit_compile}
-    runs.write_config(run_dir, model, splits, options={**settings, **(options or {})})
+    runs.write_config(folder, model, splits, options={**settings, **(options or {})})
     _log_start(model, splits)
 
     shard = distribute.worker_shard(model.distribute_strategy)
@@ -250,15 +298,15 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
                  shard[0], shard[1], shard[0], len(range(shard[1], len(splits.train), shard[0])), len(splits.train))
     with splits.reading():
         if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
-            _fit(model, splits, run_dir, backup, initial_epoch, epochs, batch_size, steps_per_epoch, early_stopping,
+            _fit(model, splits, folder, backup, initial_epoch, epochs, batch_size, steps_per_epoch, early_stopping,
                  seed, shard, verbose)
         prior_batches = -(-PRIOR_IMAGES // batch_size)
         model.fit_prior(splits.pipeline("train", batch_size, seed=seed, shard=shard).take(prior_batches))
-    with atomic_path(run_dir / "model.keras") as tmp:
+    with atomic_path(folder / "model.keras") as tmp:
         model.save(tmp)
     backup.remove()  # the final model supersedes it
     with splits.reading():
-        _write_results(model, splits, run_dir, batch_size)
+        _write_results(model, splits, folder, batch_size)
     return run_dir
 
 
@@ -341,4 +389,6 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
-    return exit_code(lambda: run(args))
+    interrupted = ("interrupted; the run folder is unchanged" if args.overwrite else
+                   "interrupted; the same command resumes from the last finished epoch")
+    return exit_code(lambda: run(args), interrupted)

@@ -474,3 +474,87 @@ def test_a_new_version_is_added_beside_the_old_one_and_keeps_it_whole(runs, expo
     assert latest.shape == (3, 8, 8, 1)
     old = generate.load_decoder(export_dir, "tflite", "int8", version=1)  # every version stays usable
     assert old(serving.sample_codes(metadata["sampling"], 3)).shape == (3, 8, 8, 1)
+
+
+# ---------------------------------------------------------------- commits, concurrency and lying metadata
+
+
+def test_a_killed_commit_is_never_served_and_the_next_export_removes_what_it_left(runs, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    first = export.export_run(runs["sparse"], root, quantize=False).parent
+    config = (first / serving.SERVING_CONFIG).read_text()
+    assert config.count("versions: 1") == 2 and str(first.resolve() / "decoder") in config
+    replace, renamed = export.os.replace, []
+
+    def killed_after_the_encoder(src, dst):
+        renamed.append(dst)
+        replace(src, dst)
+        if str(dst).endswith("encoder/2"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.os, "replace", killed_after_the_encoder)
+    shutil.copytree(first / "1", first / ".tmp-left-by-a-kill")  # what a SIGKILL mid-export leaves as well
+    with pytest.raises(KeyboardInterrupt):
+        export.export_run(runs["sparse"], root, quantize=False)
+    monkeypatch.undo()
+    assert (first / "encoder" / "2").is_dir() and not (first / "decoder" / "2").exists()
+    assert (first / serving.SERVING_CONFIG).read_text() == config  # servers still pair encoder 1 and decoder 1
+    assert serving.read_metadata(first)["version"] == 1  # and so do clients
+    assert export.export_run(runs["sparse"], root, quantize=False).name == "2"  # cleaned, then version 2 again
+    assert not list(first.glob(".tmp-*"))
+    assert serving.complete_versions(first) == [1, 2]
+    assert (first / serving.SERVING_CONFIG).read_text().count("versions: 2") == 2
+
+
+def test_a_second_export_to_one_model_folder_is_refused_while_the_first_runs(runs, tmp_path, capsys):
+    model_dir = tmp_path / "root" / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom keras_ae.io import exclusive\nwith exclusive(sys.argv[1], 'busy'):\n"
+        "    print('held', flush=True)\n    time.sleep(600)"), str(model_dir / ".lock")], stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert "another keras_ae process is exporting to it" in run_cli(
+            export.main, [runs["sparse"], "--out", tmp_path / "root", "--name", "run"], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert serving.versions(model_dir) == []
+
+
+def test_artifacts_that_are_no_model_or_disagree_with_their_metadata_are_refused(exports, tmp_path, capsys):
+    copy = shutil.copytree(exports["vae"], tmp_path / "vae")
+    metadata_path, valid = copy / "1" / "metadata.json", metadata_of(exports["vae"])
+
+    def rewrite(**changes):
+        metadata_path.write_text(json.dumps({**valid, **changes}))
+
+    garbage = copy / "1" / "decoder.tflite"
+    garbage.write_bytes(b"not a flatbuffer" * 100)
+    rewrite(artifacts={**valid["artifacts"], "1/decoder.tflite": {**valid["artifacts"]["1/decoder.tflite"],
+                                                                  **serving.describe_artifact(garbage)}})
+    assert "cannot load it as a tflite" in run_cli(generate.main, [copy, "--backend", "tflite", "--out",
+                                                                   tmp_path / "x.png"], capsys)
+    pb = copy / "decoder" / "1" / "saved_model.pb"
+    pb.write_bytes(b"\x08garbage")
+    rewrite(artifacts={**valid["artifacts"], "decoder/1": {**valid["artifacts"]["decoder/1"],
+                                                           **serving.describe_artifact(copy / "decoder" / "1")}})
+    assert "cannot load it as a saved_model" in run_cli(generate.main, [copy, "--out", tmp_path / "x.png"], capsys)
+    shutil.rmtree(copy)
+    copy = shutil.copytree(exports["vae"], tmp_path / "vae")
+    for key, value in {"latent_dim": LATENT + 1, "num_classes": 10, "image_shape": [8, 8, 3]}.items():
+        rewrite(**{key: value})
+        if key != "image_shape":  # (the decoder's input does not show the image shape; the encoder's does)
+            assert "but metadata.json says" in run_cli(generate.main, [copy, "--out", tmp_path / "x.png"], capsys)
+        with pytest.raises(serving.ArtifactError, match="but metadata.json says"):
+            (generate.load_encoder if key == "image_shape" else generate.load_decoder)(copy, "tflite")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_generate_and_export_refuse_outputs_that_cannot_be_written(runs, exports, tmp_path, capsys):
+    assert "--num must be in [1, 10000]" in run_cli(generate.main, [exports["vae"], "--num", "100000000"], capsys)
+    (tmp_path / "folder").mkdir()
+    assert "is a folder" in run_cli(generate.main, [exports["vae"], "--out", tmp_path / "folder"], capsys)
+    (tmp_path / "file").write_text("mine")
+    assert "is a file, not a folder" in run_cli(export.main, [runs["sparse"], "--out", tmp_path / "file"], capsys)
+    assert (tmp_path / "file").read_text() == "mine"

@@ -799,8 +799,9 @@ def load_arguments(draw) -> dict:
 def test_config_data_load_arguments(arguments):
     """A run folder whose config.json has data.load arguments of any JSON type: load_run loads or says what is wrong.
 
-    The model loader is stubbed (any model.keras loads) and TFDS says it knows no dataset, so no test
-    downloads; dataset "toy" is a small .npz in the data folder.
+    The model loader is stubbed (any model.keras loads, and is taken to be the model config.json
+    describes) and TFDS says it knows no dataset, so no test downloads; dataset "toy" is a small .npz
+    in the data folder.
     """
     def check(run):
         assert isinstance(run, runs.Run) and run.model == "model"
@@ -808,7 +809,7 @@ def test_config_data_load_arguments(arguments):
 
     no_tfds = Unavailable("no TFDS in fuzz tests", unknown=True)
     with tempfile.TemporaryDirectory() as tmp, mock.patch("keras.models.load_model", return_value="model"), \
-            mock.patch.object(resolve, "load_tfds", side_effect=no_tfds):
+            mock.patch.object(resolve, "load_tfds", side_effect=no_tfds), mock.patch.object(runs, "check_same_model"):
         root = Path(tmp)
         (root / "data").mkdir()
         (root / "data" / "toy.npz").write_bytes(npz_bytes(valid_npz_arrays("xy"), compressed=False))

@@ -22,11 +22,12 @@ three splits and the tf.data pipeline), `cache` (disk caches).
 from keras_ae.data.arrays import ArraySplit
 from keras_ae.data.cache import POLICIES as CACHE_POLICIES
 from keras_ae.data.idx import IDX_FILES
-from keras_ae.data.images import IMAGE_SUFFIXES
+from keras_ae.data.images import IMAGE_SUFFIXES, MAX_IMAGE_SIDE
 from keras_ae.data.resolve import DATA_ENV, known_datasets, load
 from keras_ae.data.split import MAX_ARRAY_BYTES, MAX_CLASSES, Split
-from keras_ae.data.splits import MAX_IMAGE_SIDE, SPLITS, DataSplits, pipeline_options
+from keras_ae.data.splits import SPLITS, DataSplits, pipeline_options
 from keras_ae.data.tfds import TFDS_DATASETS
 
-__all__ = ["CACHE_POLICIES", "DATA_ENV", "IDX_FILES", "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_CLASSES", "MAX_IMAGE_SIDE",
-           "SPLITS", "TFDS_DATASETS", "ArraySplit", "DataSplits", "Split", "known_datasets", "load", "pipeline_options"]
+__all__ = ["CACHE_POLICIES", "DATA_ENV", "IDX_FILES", "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_CLASSES",
+           "MAX_IMAGE_SIDE", "SPLITS", "TFDS_DATASETS", "ArraySplit", "DataSplits", "Split", "known_datasets", "load",
+           "pipeline_options"]

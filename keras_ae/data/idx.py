@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import gzip
 import math
 import zlib
@@ -54,7 +53,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
                 raise DataError(
                     f"{path}: header says {shape} = {expected} bytes, over the {MAX_ARRAY_BYTES} limit"
                 )
-            data = _read_at_most(f, expected + 1)
+            data = _read_at_most(f, expected + 1)  # one byte more: trailing data shows
             if len(data) > expected and opener is gzip.open:
                 for _ in range(_CHECK_BYTES // _READ_CHUNK):  # a gzip corrupted mid-stream fails its CRC by
                     if not f.read(_READ_CHUNK):                   # the end of the stream: then say "corrupt"
@@ -69,24 +68,20 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 
 def _read_at_most(f, size: int) -> np.ndarray:
-    """Up to `size` bytes as uint8, read in chunks so memory follows the real data, not a header's promise.
+    """Up to ``size`` bytes as uint8, read in chunks straight into one array.
 
-    The chunks are copied into the array one by one and freed as they go, so the peak is the data's
-    size and one chunk (joining them first would hold the data twice).
+    The array is allocated at the header's size but only the pages the data fills become resident,
+    so memory follows the real data (a truncated file that promises 2 GB costs what it holds), and
+    the data is never held twice.
     """
-    chunks, total = collections.deque(), 0
-    while total < size:
-        chunk = f.read(min(_READ_CHUNK, size - total))
-        if not chunk:
+    data, position = np.empty(size, np.uint8), 0
+    view = memoryview(data)
+    while position < size:
+        count = f.readinto(view[position:position + _READ_CHUNK])
+        if not count:
             break
-        chunks.append(chunk)
-        total += len(chunk)
-    data, position = np.empty(total, np.uint8), 0
-    while chunks:
-        chunk = chunks.popleft()
-        data[position:position + len(chunk)] = np.frombuffer(chunk, np.uint8)
-        position += len(chunk)
-    return data
+        position += count
+    return data[:position]
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path | None) -> ArraySplit:

@@ -36,23 +36,22 @@ _PIL_MODES = {"1": "L", "L": "L", "P": "RGB", "RGB": "RGB", "RGBA": "RGBA", "CMY
 
 
 def _is_image(entry: os.DirEntry) -> bool:
-    return entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_SUFFIXES)
+    """Whether ``entry`` is an image file (by its suffix). A name with an image suffix that is no regular
+    file (a broken or looping link, a socket) is refused rather than skipped in silence."""
+    if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_SUFFIXES):
+        return False
+    try:
+        if entry.is_file() or entry.is_dir():
+            return entry.is_file()
+    except OSError:  # a link that loops
+        pass
+    raise DataError(f"{entry.path}: not a readable file (a broken or looping link?); remove it")
 
 
 def image_files(folder: Path) -> list[str]:
-    """The image file names in ``folder``, sorted (os.scandir: no stat per file, names compared as text).
-
-    A name with an image suffix that is no regular file (a broken or looping link, a socket) is refused
-    rather than skipped in silence.
-    """
+    """The image file names in ``folder``, sorted (os.scandir: no stat per file, names compared as text)."""
     with os.scandir(folder) as entries:
-        names = []
-        for entry in entries:
-            if _is_image(entry):
-                names.append(entry.name)
-            elif entry.name.lower().endswith(IMAGE_SUFFIXES) and not entry.name.startswith(".") and not entry.is_dir():
-                raise DataError(f"{entry.path}: not a readable file (a broken or looping link?); remove it")
-        return sorted(names)
+        return sorted(entry.name for entry in entries if _is_image(entry))
 
 
 def has_images(folder: Path) -> bool:

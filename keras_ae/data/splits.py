@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ae.data import cache as caching
-from keras_ae.data.images import MAX_IMAGE_SIDE, named_error  # MAX_IMAGE_SIDE: also the limit of --image-size
+from keras_ae.data.images import MAX_IMAGE_SIDE, named_error
 from keras_ae.data.split import THREADS, Loaded, Split, digest
 from keras_ae.errors import DataError
 

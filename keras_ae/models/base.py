@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_ae import losses, serving
+from keras_ae import distribute, losses, serving
 from keras_ae.errors import ConfigError, one_line
 from keras_ae.models.priors import FittedGaussian
 from keras_ae.networks import (
@@ -141,15 +141,18 @@ class Autoencoder(keras.Model):
         "widths": Option("comma-separated Dense units (mlp) or conv filters per stage (conv)", int_list,
                          default_text=" for mlp, ".join(",".join(map(str, DEFAULT_WIDTHS[a])) for a in ARCHITECTURES)
                          + " for conv"),
-        "dense_units": Option("conv: a Dense layer of this size before the code (0: none)", non_negative_int),
-        "down": Option("conv: stride-2 convolutions or convolution + max-pooling", choices=DOWNSAMPLING),
-        "up": Option("conv: stride-2 transposed convolutions or upsampling + convolution", choices=UPSAMPLING),
+        "dense_units": Option("conv: a Dense layer of this size before the code (0: none)", non_negative_int,
+                              only_with=("arch", "conv")),
+        "down": Option("conv: stride-2 convolutions or convolution + max-pooling", choices=DOWNSAMPLING,
+                       only_with=("arch", "conv")),
+        "up": Option("conv: stride-2 transposed convolutions or upsampling + convolution", choices=UPSAMPLING,
+                     only_with=("arch", "conv")),
         "activation": Option("hidden activation (any Keras activation name)"),
         "code_activation": Option("activation of the code layer: linear, or relu for codes with exact zeros"),
         "reconstruction": Option("reconstruction term, summed over pixels: squared error (mse), Bernoulli "
                                  "likelihood (bce) or Gaussian likelihood (gaussian)", choices=RECONSTRUCTION_LOSSES),
         "output_std": Option("with --reconstruction gaussian: fixed standard deviation of every pixel",
-                             finite_float, default_text="learned"),
+                             finite_float, default_text="learned", only_with=("reconstruction", "gaussian")),
     }
 
     def __init__(self, input_shape=None, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
@@ -176,6 +179,8 @@ class Autoencoder(keras.Model):
         self.output_std = None if output_std is None else float(output_std)
         if self.output_std is not None and not self.output_std > 0:
             raise ConfigError(f"output_std must be > 0, got {output_std}")
+        if self.output_std is not None and reconstruction != "gaussian":
+            raise ConfigError(f"output_std applies only to reconstruction='gaussian', not {reconstruction!r}")
         if reconstruction == "gaussian":
             initial = 0.0 if self.output_std is None else 2.0 * math.log(self.output_std)
             self.output_log_var = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
@@ -373,8 +378,10 @@ class Autoencoder(keras.Model):
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name], sample_weight=batch)
         results = {name: tracker.result() for name, tracker in self.trackers.items()}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3.15 reduces step outputs of multi-worker training along axis 0, which scalars lack.
+        workers = distribute.worker_shard(tf.distribute.get_strategy())
+        if workers is not None and workers[0] > 1:
+            # Keras 3.15 reduces step outputs of multi-worker training along axis 0, which scalars lack
+            # (a one-worker cluster is not reduced: its outputs stay scalars, as TensorBoard needs).
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
 

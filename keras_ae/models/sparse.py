@@ -56,7 +56,7 @@ class SparseAutoencoder(Autoencoder):
         "penalty_weight": Option("weight lambda of the penalty added to the reconstruction", finite_float,
                                  metavar="LAMBDA"),
         "target_rate": Option("with --sparsity kl: target mean activation rho in (0, 1)", finite_float,
-                              metavar="RHO"),
+                              metavar="RHO", only_with=("sparsity", "kl")),
         "zero_threshold": Option("|z| at or below which a code entry counts as zero", finite_float),
     }
 
