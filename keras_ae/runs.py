@@ -55,8 +55,15 @@ def _replaced(folder: Path) -> Path:
 
 
 def replace(folder, new) -> None:
-    """Put the complete run folder ``new`` in the place of ``folder`` (two renames; see :func:`recover`)."""
+    """Put the complete run folder ``new`` in the place of ``folder`` (two renames; see :func:`recover`).
+
+    The ``worker-<i>`` folders of a multi-worker run belong to the workers of this same training (they
+    write there themselves, see keras_ae.train.run): they move into ``new`` first.
+    """
     folder, old = Path(folder), _replaced(Path(folder))
+    for worker in folder.glob("worker-*"):
+        if not (Path(new) / worker.name).exists():
+            os.replace(worker, Path(new) / worker.name)
     shutil.rmtree(old, ignore_errors=True)
     os.replace(folder, old)
     os.replace(new, folder)

@@ -346,7 +346,7 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, 
     losses = history.history.get("loss", [])
     if not np.all(np.isfinite(losses)):
         kept = (f"the last good model (epoch {backup.epoch}) is in {backup.checkpoint}"
-                if backup.epoch else "no epoch finished cleanly, so no model was kept")
+                if backup.epoch else "no epoch of this training finished cleanly")
         raise KerasAEError(f"training stopped: the loss became non-finite in epoch {initial_epoch + len(losses)}; "
                            f"{kept}; try a lower --learning-rate")
 

@@ -98,6 +98,19 @@ def test_a_kill_between_the_two_renames_of_an_overwrite_is_recovered(trained, mo
     assert sorted(p.name for p in trained.parent.iterdir()) == [".R.lock", "R"]
 
 
+def test_the_replacement_keeps_the_folders_the_other_workers_of_the_same_training_write(tmp_path):
+    (tmp_path / "R" / "worker-1").mkdir(parents=True)
+    (tmp_path / "R" / "worker-1" / "model.keras").write_text("worker 1")
+    (tmp_path / "R" / "model.keras").write_text("old chief")
+    new = runs.staging(tmp_path / "R")
+    new.mkdir()
+    (new / "model.keras").write_text("new chief")
+    runs.replace(tmp_path / "R", new)
+    assert (tmp_path / "R" / "model.keras").read_text() == "new chief"
+    assert (tmp_path / "R" / "worker-1" / "model.keras").read_text() == "worker 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["R"]
+
+
 def test_a_full_disk_during_an_overwrite_loses_nothing(trained, monkeypatch, capsys):
     import keras
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import zlib
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
                 raise DataError(
                     f"{path}: header says {shape} = {expected} bytes, over the {MAX_ARRAY_BYTES} limit"
                 )
-            data = _read_at_most(f, expected + 1)  # one byte more: trailing data shows
+            size = expected + 1  # one byte more: trailing data shows
+            if opener is not gzip.open:  # a plain file's size is known: never allocate more than it holds
+                size = min(size, os.fstat(f.fileno()).st_size - len(head))
+            data = _read_at_most(f, size)
             if len(data) > expected and opener is gzip.open:
                 for _ in range(_CHECK_BYTES // _READ_CHUNK):  # a gzip corrupted mid-stream fails its CRC by
                     if not f.read(_READ_CHUNK):                   # the end of the stream: then say "corrupt"
@@ -68,20 +72,22 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 
 def _read_at_most(f, size: int) -> np.ndarray:
-    """Up to ``size`` bytes as uint8, read in chunks straight into one array.
+    """Up to ``size`` bytes as uint8, read in chunks straight into one array, so the data is never held twice.
 
-    The array is allocated at the header's size but only the pages the data fills become resident,
-    so memory follows the real data (a truncated file that promises 2 GB costs what it holds), and
-    the data is never held twice.
+    The array starts at one chunk and doubles as the data fills it (``ndarray.resize`` reallocates,
+    which for large blocks remaps pages rather than copying), so memory follows the real data, not a
+    header's promise.
     """
-    data, position = np.empty(size, np.uint8), 0
-    view = memoryview(data)
+    data, position = np.empty(min(size, _READ_CHUNK), np.uint8), 0
     while position < size:
-        count = f.readinto(view[position:position + _READ_CHUNK])
+        if position == len(data):
+            data.resize(min(2 * len(data), size), refcheck=False)
+        count = f.readinto(memoryview(data)[position:min(len(data), position + _READ_CHUNK)])
         if not count:
             break
         position += count
-    return data[:position]
+    data.resize(position, refcheck=False)
+    return data
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path | None) -> ArraySplit:
