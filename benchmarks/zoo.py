@@ -40,7 +40,7 @@ def main() -> None:
             *flags, "--arch", options.arch, "--latent-dim", str(options.latent_dim), "--dataset", options.dataset,
             "--epochs", str(options.epochs), "--seed", str(options.seed), "--run-dir",
             f"{options.run_root}/zoo-{name}", "--overwrite", "--verbose", "2", "--no-export"])))
-    table = comparison_table(folders)
+    table, _ = comparison_table(folders)
     RESULTS.mkdir(exist_ok=True)
     header = (f"{options.dataset}, --arch {options.arch}, {options.latent_dim}-D code, {options.epochs} epochs, "
               f"seed {options.seed}\n\n")

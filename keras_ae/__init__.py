@@ -7,10 +7,13 @@ still imports: the models are then simply not registered.
 
 __version__ = "0.3.0"
 
-try:
-    import keras  # noqa: F401
-except ImportError:  # an export client without Keras: keras_ae.serving and keras_ae.generate need none
-    keras = None
-if keras is not None:
-    from keras_ae import models  # noqa: F401  (registers the model classes with Keras)
-    from keras_ae.models import MODELS  # noqa: F401
+from keras_ae import console
+
+with console.native_captured():  # TensorFlow's start-up lines go to the log, not the terminal
+    try:
+        import keras  # noqa: F401
+    except ImportError:  # an export client without Keras: keras_ae.serving and keras_ae.generate need none
+        keras = None
+    if keras is not None:
+        from keras_ae import models  # noqa: F401  (registers the model classes with Keras)
+        from keras_ae.models import MODELS  # noqa: F401

@@ -11,14 +11,16 @@ the figures of :mod:`keras_ae.figures`. Each metric is a small function of (mode
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
+from keras_ae import console
 from keras_ae import figures as figure_lib
 from keras_ae import losses
 from keras_ae.data.splits import SAMPLE_IMAGES
@@ -28,7 +30,8 @@ from keras_ae.options import positive_int
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
-PROBE_IMAGES = 5000  # training images the latent probe's classifiers are fitted on
+PROBE_IMAGES = 5000  # training images the latent probe's classifiers and the PCA baseline are fitted on
+COLLAPSE_KL = 0.1  # nats per image: a VAE whose KL is below this (or has no active unit) has collapsed
 
 
 def capped_psnr(x, x_hat) -> np.ndarray:
@@ -114,6 +117,60 @@ def latent_probe(model, train_x, train_y, test_x, test_y) -> dict:
             f"pca_{size}": probe_accuracy(project(train_x), train_y, project(test_x), test_y)}
 
 
+@contextlib.contextmanager
+def phase(what: str):
+    """Log ``evaluating: what`` before a step and how long it took after, so a slow step is never silent."""
+    log.info("evaluating: %s ...", what)
+    start = time.monotonic()
+    yield
+    log.info("evaluating: %s: %.1f s", what.split(" on ")[0].split(" over ")[0], time.monotonic() - start)
+
+
+def pca_baseline(latent_dim: int, train_x, batches) -> dict:
+    """The linear baseline at the model's code size: PCA fitted on ``train_x`` (as ``--model pca`` is, its
+    reconstructions clipped to the pixel range), with its squared error per image and PSNR streamed over
+    the test ``batches``."""
+    from sklearn.decomposition import PCA
+
+    flat = train_x.reshape(len(train_x), -1)
+    size = min(latent_dim, flat.shape[1], len(flat))
+    pca = PCA(size, random_state=0).fit(flat)
+    squared, psnr, count = 0.0, 0.0, 0
+    for batch in batches:
+        x = np.asarray(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        x_hat = np.clip(pca.inverse_transform(pca.transform(x.reshape(len(x), -1))), 0.0, 1.0)
+        x_hat = x_hat.reshape(x.shape).astype("float32")
+        squared += float(np.asarray(losses.squared_error(x, x_hat), np.float64).sum())
+        psnr += float(capped_psnr(x, x_hat).astype(np.float64).sum())
+        count += len(x)
+    return {"components": size, "squared_error": squared / max(count, 1), "psnr": psnr / max(count, 1),
+            "train_images": len(flat)}
+
+
+def findings(report: dict) -> list[str]:
+    """What the metrics say, in words: PCA beaten or not, codes against pixels, compression, collapse."""
+    metrics, lines = report["metrics"], []
+    model_se, pca = metrics["reconstruction"]["squared_error"], metrics.get("pca_baseline")
+    if pca and report["architecture"] != "linear":
+        verdict = "beats" if model_se < pca["squared_error"] else "does NOT beat"
+        lines.append(f"{verdict} PCA at the same code size: test squared error {model_se:.4g} against PCA's "
+                     f"{pca['squared_error']:.4g} ({model_se / max(pca['squared_error'], 1e-12):.2f}x)")
+    if "probe" in metrics:
+        codes, pixels = metrics["probe"]["codes"]["logistic"], metrics["probe"]["pixels"]["logistic"]
+        lines.append(f"codes {'beat' if codes > pixels else 'do not beat'} pixels on the linear probe "
+                     f"({codes:.3f} against {pixels:.3f})")
+    compressed = metrics["compression"]
+    lines.append(f"compression: {compressed['raw_bytes']} bytes of pixels -> {compressed['int8']['bytes']} bytes of "
+                 f"8-bit code ({compressed['raw_bytes'] / compressed['int8']['bytes']:.1f}x) at "
+                 f"{compressed['int8']['psnr']:.1f} dB")
+    likelihood = metrics.get("likelihood")
+    if likelihood and (likelihood["active_units"] == 0 or likelihood["kl"] < COLLAPSE_KL):
+        lines.append(f"WARNING: posterior collapse: KL {likelihood['kl']:.3g} nats, {likelihood['active_units']} "
+                     "active units: the decoder ignores the code (samples of a class all look alike); lower "
+                     "--beta or use --kl-warmup-epochs / --free-bits")
+    return lines
+
+
 def roc_auc(inlier_scores, outlier_scores) -> float:
     """Area under the ROC curve for telling outliers (higher score) from inliers; 0.5 is chance."""
     from sklearn.metrics import roc_auc_score
@@ -165,44 +222,51 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
     test_x, test_y = splits.sample("test", sample_images)
     labels = test_y if model.num_classes else None
     notes = []
-    with splits.reading():
+    train_x, train_y = splits.sample("train", probe_images)
+    with phase(f"reconstruction and the PCA baseline over the {len(splits.test)} test images"), splits.reading():
         reconstruction = reconstruction_metrics(model, splits.pipeline("test", 256, shuffle=False))
-    metrics = {"reconstruction": reconstruction,
-               "zero_fraction": zero_fraction(model, test_x, labels),
-               "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None else
-                                              labels[:jacobian_images]),
-               "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
-                             for noise, level in CORRUPTIONS.items()},
-               "outlier_auc": outlier_detection(model, test_x, labels),
-               "outlier_score": model.outlier_score_name,
-               "compression": compression(model, test_x, labels)}
-    images = {"reconstruction": reconstruction["images"], "sample of the test split": len(test_x),
+        baseline = pca_baseline(model.latent_dim, train_x, splits.pipeline("test", 256, shuffle=False))
+    with phase(f"codes, Jacobian, denoising, outliers and compression on {len(test_x)} test images"):
+        metrics = {"reconstruction": reconstruction, "pca_baseline": baseline,
+                   "zero_fraction": zero_fraction(model, test_x, labels),
+                   "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None else
+                                                  labels[:jacobian_images]),
+                   "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
+                                 for noise, level in CORRUPTIONS.items()},
+                   "outlier_auc": outlier_detection(model, test_x, labels),
+                   "outlier_score": model.outlier_score_name,
+                   "compression": compression(model, test_x, labels)}
+    images = {"reconstruction": reconstruction["images"], "PCA baseline (train / test)":
+              f"{baseline['train_images']} / {reconstruction['images']}", "sample of the test split": len(test_x),
               "jacobian_norm": min(jacobian_images, len(test_x))}
-    likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)
+    likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)  # (a VAE logs its phase)
     if likelihood is not None:
         metrics["likelihood"] = likelihood
     if test_y is None or not splits.train.has_labels:
         notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
+    elif len(np.unique(train_y)) < 2:
+        notes.append(f"latent probe skipped: the training sample of {splits.name!r} holds one class only")
     else:
-        train_x, train_y = splits.sample("train", probe_images)
-        if len(np.unique(train_y)) < 2:
-            notes.append(f"latent probe skipped: the training sample of {splits.name!r} holds one class only")
-        else:
+        with phase(f"latent probe: classifiers on {len(train_x)} training codes"):
             metrics["probe"] = latent_probe(model, train_x, train_y, test_x, test_y)
-            images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
-    return {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
-            "dataset": {"name": splits.name, "source": splits.source, "test_images": len(splits.test)},
-            "architecture": model.architecture, "latent_dim": model.latent_dim,
-            "images": images, "metrics": metrics, "notes": notes}
+        images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
+    report = {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
+              "dataset": {"name": splits.name, "source": splits.source, "test_images": len(splits.test),
+                          "train_images": len(splits.train)},
+              "architecture": model.architecture, "latent_dim": model.latent_dim,
+              "images": images, "metrics": metrics, "notes": notes}
+    return {**report, "findings": findings(report)}
 
 
 def summary_row(report: dict) -> dict:
     """The headline figures of a report, as one row of the comparison table."""
     metrics, options = report["metrics"], report["options"]
-    row = {"run": Path(report["run"]).name, "model": options.get("model") or report["model"],
-           "arch": report["architecture"],
+    row = {"run": Path(report["run"]).name, "dataset": report["dataset"]["name"],
+           "train images": report["dataset"].get("train_images"), "epochs": options.get("epochs"),
+           "model": options.get("model") or report["model"], "arch": report["architecture"],
            "latent": report["latent_dim"],
            "test squared error": metrics["reconstruction"]["squared_error"],
+           "PCA squared error": (metrics.get("pca_baseline") or {}).get("squared_error"),
            "PSNR (dB)": metrics["reconstruction"]["psnr"]}
     if "probe" in metrics:
         pca_key = next(k for k in metrics["probe"] if k.startswith("pca_"))
@@ -244,6 +308,7 @@ def write_report(run, report: dict, figures: list[str]) -> None:
              "Images each metric used: " + ", ".join(f"{what} {count}" for what, count in report["images"].items())
              + " (the reconstruction metrics stream over the whole test split).",
              "", markdown_table([summary_row(report)])]
+    lines += [f"- {finding}" for finding in report["findings"]]
     lines += [f"- note: {note}" for note in report["notes"]]
     lines += ["", "## All metrics", "", "```json", json.dumps(report["metrics"], indent=2), "```", "", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
@@ -251,26 +316,36 @@ def write_report(run, report: dict, figures: list[str]) -> None:
         Path(tmp).write_text("\n".join(lines) + "\n")
 
 
-def report_run(run, iwae_samples: int = 100, figures: bool = True) -> dict:
-    """Evaluate a loaded run and write its report and figures; returns the report."""
-    report = evaluate(run, iwae_samples=iwae_samples)
+QUICK = {"sample_images": 500, "probe_images": 1000, "iwae_samples": 10}  # --quick-eval: a first look in seconds
+
+
+def report_run(run, iwae_samples: int = 100, figures: bool = True, quick: bool = False) -> dict:
+    """Evaluate a loaded run and write its report and figures; returns the report. ``quick`` evaluates on
+    fewer images (``QUICK``: 500 test images, 1,000 probe images, K = 10), as the report then says."""
+    report = evaluate(run, **(QUICK if quick else {"iwae_samples": iwae_samples}))
+    if quick:
+        report["notes"].insert(0, "quick evaluation: at most 500 test images, 1,000 probe images and K = 10; "
+                                  f"python -m keras_ae.evaluate {run.folder} gives the full one")
     written = []
     if figures:
-        written, skipped = figure_lib.write_all(run)
+        with phase("figures"):
+            written, skipped = figure_lib.write_all(run)
         report["notes"] += skipped
     write_report(run, report, written)
     return report
 
 
-def main(argv=None) -> int:
-    """``python -m keras_ae.evaluate RUN_FOLDER [...]``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
+    """``python -m keras_ae.evaluate RUN_FOLDER [...]`` (``keras-ae evaluate``)."""
+    console.command_started()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(prog="python -m keras_ae.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--iwae-samples", type=positive_int, default=100,
                         help="K of the importance-weighted estimate (VAEs)")
     parser.add_argument("--no-figures", action="store_true", help="write the report only")
+    parser.add_argument("--quick", action="store_true", help="a first look in seconds: 500 test images, 1,000 "
+                                                             "probe images, K = 10 (the report says so)")
     parser.add_argument("--attribute", default=None, metavar="NAME",
                         help="a binary attribute of the data for the arithmetic figure (default: the run's own)")
     args = parser.parse_args(argv)
@@ -283,10 +358,12 @@ def main(argv=None) -> int:
                 if args.attribute is not None:
                     run.splits.check_attribute(args.attribute)
                     run.config["options"]["attribute"] = args.attribute
-                report = report_run(run, iwae_samples=args.iwae_samples, figures=not args.no_figures)
+                report = report_run(run, iwae_samples=args.iwae_samples, figures=not args.no_figures,
+                                    quick=args.quick)
+                console.save_native_log(folder)
             print(markdown_table([summary_row(report)]))
-            for note in report["notes"]:
-                print(f"note: {note}")
+            for line in report["findings"] + [f"note: {note}" for note in report["notes"]]:
+                print(line)
 
     return exit_code(evaluate_each)
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import shutil
 import sys
@@ -59,6 +60,7 @@ from keras_ae.errors import KerasAEError, exit_code, one_line
 from keras_ae.io import atomic_path, exclusive, read_json, write_json
 from keras_ae.serving import MAIN_INPUT, SIGNATURE, VARIANTS
 
+log = logging.getLogger("keras_ae")
 CALIBRATION_CODES = 512  # codes (and labels) that calibrate the activations of the full-int8 decoder
 TFLITE_BATCH = 1
 DEFAULT_ROOT = "export"
@@ -272,6 +274,7 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
 
     signatures = {}
     for network in MAIN_INPUT:
+        log.info("exporting: %s SavedModel ...", network)
         module, function = serving_module(model, network, checked=True)
         tf.saved_model.save(module, str(staging / serving.saved_model_path(network, version)),
                             signatures={SIGNATURE: function})
@@ -279,6 +282,7 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
         variants = VARIANTS if network == "decoder" and quantize else ("float32",)
         module, function = serving_module(model, network, checked=False, batch=TFLITE_BATCH)
         for variant in variants:
+            log.info("exporting: %s TFLite %s ...", network, variant)
             path = staging / serving.tflite_path(network, variant, version)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_tflite(module, function, variant, calibration))
@@ -317,7 +321,8 @@ def _artifact_kind(rel: str, version: int) -> dict:
     if rel.endswith(".tflite"):
         network, _, variant = Path(rel).name.removesuffix(".tflite").partition("_")
         variant = variant or "float32"
-        return {"kind": "tflite", "network": network, "variant": variant, "quantization": QUANTIZATION[variant]}
+        return {"kind": "tflite", "network": network, "variant": variant, "quantization": QUANTIZATION[variant],
+                "batch": TFLITE_BATCH}  # one row per call: every shape is static (XNNPACK cannot resize it)
     return {"kind": "saved_model", "network": rel.split("/")[0], "variant": "float32", "signature": SIGNATURE}
 
 
@@ -364,9 +369,9 @@ def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict,
 # ---------------------------------------------------------------- the command line
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m keras_ae.export") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m keras_ae.export",
+        prog=prog,
         description="Export a trained run: TF Serving SavedModels, TFLite files, metadata.json, as a new version.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train.py")
     parser.add_argument("--out", default=DEFAULT_ROOT, help=f"export root, a TF Serving model root shared by all "
@@ -378,12 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "python -m keras_ae.export") -> int:
     """Entry point; prints the new version's folder; exit code 2 with one ``error:`` line for a user error."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    return exit_code(lambda: print(export_run(args.run_dir, args.out, args.version, args.name,
-                                              quantize=not args.no_quantize)))
+    from keras_ae import console
+
+    console.command_started()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser(prog).parse_args(argv)
+    def export():
+        print(export_run(args.run_dir, args.out, args.version, args.name, quantize=not args.no_quantize))
+        console.save_native_log(args.run_dir)
+
+    return exit_code(export)
 
 
 if __name__ == "__main__":

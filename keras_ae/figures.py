@@ -77,7 +77,14 @@ def manifold(run, size: int = 15) -> str:
         plane, what = latent.principal_plane(model.codes(x, labels)), "the plane of the two main code directions"
     labels = np.zeros(size * size, "int64") if model.num_classes else None
     images = _decode(model, latent.manifold_grid(size, *plane), labels)
-    plots.image_grid(images, run.folder / "manifold.png", size, title=_title(run, what + (", label 0" if labels is not None else "")))
+    centre, directions, scales = plane
+    quantiles = latent.manifold_quantiles(size)
+    if model.latent_dim == 2 and np.allclose(np.abs(directions), np.eye(2)):  # the axes are z1, z2 themselves
+        ticks, names = (centre[0] + quantiles * scales[0], centre[1] + quantiles * scales[1]), ("z1", "z2")
+    else:  # the coordinate along each main direction, from the centre of the codes
+        ticks, names = (quantiles * scales[0], quantiles * scales[1]), ("1st main direction", "2nd main direction")
+    plots.mosaic(images, size, run.folder / "manifold.png", ticks, names,
+                 title=_title(run, what + (", label 0" if labels is not None else "")))
     return "manifold.png"
 
 
@@ -111,6 +118,11 @@ def _pairs(y, count: int):
     return pairs
 
 
+def _pair_name(y, a: int, b: int) -> str:
+    """How a row of two test images is labelled: by their classes when there are labels."""
+    return f"class {y[a]} -> class {y[b]}" if y is not None else f"test image {a} -> {b}"
+
+
 def interpolation(run, steps: int = 10) -> str:
     """Decoded straight lines between the codes of pairs of test images."""
     x, y, labels = _test(run, 200)
@@ -118,7 +130,7 @@ def interpolation(run, steps: int = 10) -> str:
     rows = {}
     for a, b in _pairs(y, 4):
         strip_labels = None if labels is None else np.full(steps, labels[a])
-        rows[f"{a} -> {b}"] = _decode(run.model, latent.interpolate(z[a], z[b], steps), strip_labels)
+        rows[_pair_name(y, a, b)] = _decode(run.model, latent.interpolate(z[a], z[b], steps), strip_labels)
     plots.image_rows(rows, run.folder / "interpolation.png", title=_title(run, "interpolation between test images"))
     return "interpolation.png"
 
@@ -140,7 +152,7 @@ def arithmetic(run) -> str:
     for a, b in _pairs(y, 2):
         pair_labels = None if labels is None else labels[[a, a, a]]
         average = _decode(model, np.stack([z[a], z[b], (z[a] + z[b]) / 2]), pair_labels)
-        rows[f"A, B, average ({a}, {b})"] = np.concatenate([x[[a, b]], average[2:]])
+        rows[f"A, B, average ({_pair_name(y, a, b).replace(' -> ', ', ')})"] = np.concatenate([x[[a, b]], average[2:]])
     ink = x.reshape(len(x), -1).mean(axis=1)
     low, high = np.quantile(ink, [0.25, 0.75])
     selected = (ink <= low) | (ink >= high)
@@ -149,7 +161,7 @@ def arithmetic(run) -> str:
     except ConfigError as error:  # e.g. every test image has as much ink as the others
         raise Skipped(f"arithmetic figure skipped: {error}") from None
     for i in range(2):
-        rows[f"thicker #{i}"] = _decode(model, latent.attribute_sweep(z[i], thickness, ks),
+        rows[f"thicker ({'class ' + str(y[i]) if y is not None else f'test image {i}'})"] = _decode(model, latent.attribute_sweep(z[i], thickness, ks),
                                         None if labels is None else np.full(len(ks), labels[i]))
     present = [] if y is None else np.unique(y).tolist()
     if len(present) >= 2 and not model.num_classes:
@@ -157,7 +169,7 @@ def arithmetic(run) -> str:
         pair = np.isin(y, [source, target])
         morph = latent.attribute_vector(z[pair], y[pair] == target)
         example = int(np.flatnonzero(y == source)[0])
-        rows[f"{source} -> {target}"] = _decode(model, latent.attribute_sweep(z[example], morph, ks))
+        rows[f"class {source} -> class {target}"] = _decode(model, latent.attribute_sweep(z[example], morph, ks))
     attribute = run.config["options"].get("attribute")
     if attribute:  # a binary attribute of the data (CelebA's Smiling, ...), added to images without it
         _, has = run.splits.sample("test", attribute=attribute)  # the same images as x, other labels
@@ -179,7 +191,8 @@ def training_curves(run) -> str:
     history = {name: [float(row[name]) for row in rows] for name in rows[0]} if rows else {}
     if not history:
         raise Skipped(f"training curves skipped: {path} is empty")
-    plots.curves(history, run.folder / "training_curves.png", title=_title(run, "training curves"))
+    plots.curves(history, run.folder / "training_curves.png", title=_title(run, "training curves"),
+                 units=run.model.term_units())
     return "training_curves.png"
 
 

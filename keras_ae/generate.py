@@ -121,9 +121,9 @@ def _tflite_runner(path: Path):
 # ---------------------------------------------------------------- the command line
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m keras_ae.generate") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m keras_ae.generate",
+        prog=prog,
         description="Decode codes with an exported decoder (no Keras, no encoder) and write a PNG grid.")
     parser.add_argument("export_dir", metavar="EXPORT", help="model folder <root>/<name> written by python -m "
                                                              "keras_ae.export, or one of its version folders")
@@ -183,14 +183,18 @@ def generate(args: argparse.Namespace) -> Path:
     title = f"{metadata['name']} v{metadata['version']}: {args.backend} {args.variant}"
     if args.label is not None:
         title += f", label {args.label}"
-    image_grid(images, args.out, columns, title=title)
+    by_class = metadata["num_classes"] and args.label is None and not args.interpolate  # column c: class c
+    image_grid(images, args.out, columns, title=title,
+               column_titles=[f"y = {c}" for c in range(columns)] if by_class else None)
     return Path(args.out)
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "python -m keras_ae.generate") -> int:
     """Entry point; exit code 2 with one ``error:`` line for a user error."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    from keras_ae import console
+
+    console.command_started()
+    args = build_parser(prog).parse_args(argv)
     return exit_code(lambda: print(generate(args)))
 
 

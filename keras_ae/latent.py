@@ -50,15 +50,20 @@ def principal_plane(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return centre, directions[:2], singular[:2] / np.sqrt(max(len(codes) - 1, 1))
 
 
+def manifold_quantiles(size: int) -> np.ndarray:
+    """The standard normal's quantiles 5%..95% at ``size`` even steps: where a manifold grid samples each axis."""
+    from scipy.stats import norm
+
+    return norm.ppf(np.linspace(0.05, 0.95, size))
+
+
 def manifold_grid(size: int, centre: np.ndarray, directions: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """A size x size grid of codes over a plane, at the normal quantiles 5%..95% of each direction's spread.
 
     With the prior's plane (centre 0, unit directions, unit scales) this is the classic VAE manifold
     figure of Kingma & Welling; with the principal plane of the test codes it works for any model.
     """
-    from scipy.stats import norm
-
-    quantiles = norm.ppf(np.linspace(0.05, 0.95, size))
+    quantiles = manifold_quantiles(size)
     rows = [[centre + a * scales[0] * directions[0] + b * scales[1] * directions[1] for b in quantiles]
             for a in quantiles[::-1]]
     return np.asarray(rows, "float32").reshape(size * size, -1)

@@ -19,12 +19,14 @@ def image_rows(rows: dict[str, np.ndarray], path, title: str | None = None) -> N
     _draw_rows(list(rows.items()), path, title)
 
 
-def image_grid(images: np.ndarray, path, columns: int = 10, title: str | None = None) -> None:
-    """Save images (N, H, W, C) in [0, 1] as an unlabelled grid with ``columns`` per row."""
-    _draw_rows([("", images[start:start + columns]) for start in range(0, len(images), columns)], path, title)
+def image_grid(images: np.ndarray, path, columns: int = 10, title: str | None = None,
+               column_titles: list[str] | None = None) -> None:
+    """Save images (N, H, W, C) in [0, 1] as a grid with ``columns`` per row (and a title over each column)."""
+    _draw_rows([("", images[start:start + columns]) for start in range(0, len(images), columns)], path, title,
+               column_titles)
 
 
-def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None) -> None:
+def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None, column_titles=None) -> None:
     """Rows of images (rows may differ in length; missing cells stay empty)."""
     columns = max(len(images) for _, images in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
@@ -39,6 +41,8 @@ def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None) -> N
             image = np.clip(images[c], 0.0, 1.0)
             ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    for c, text in enumerate((column_titles or [])[:columns]):
+        axes[0, c].set_title(text, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -46,44 +50,87 @@ def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None) -> N
 
 
 def code_heatmap(codes: np.ndarray, path, title: str | None = None) -> None:
-    """Save the codes (N images x latent units) as a heatmap: sparse codes show as mostly white."""
-    magnitude = np.abs(codes)
-    fig, ax = plt.subplots(figsize=(min(12, 2 + codes.shape[1] * 0.12), 4))
-    shown = ax.imshow(magnitude, aspect="auto", cmap="Greys", interpolation="nearest")
+    """Save the codes (N images x latent units) as a signed heatmap (zero is white: sparse codes look empty)."""
+    limit = float(np.abs(codes).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(max(6.0, min(12.0, 2 + codes.shape[1] * 0.12)), 4))
+    shown = ax.imshow(codes, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
     ax.set_xlabel("code unit")
     ax.set_ylabel("test image")
-    fig.colorbar(shown, ax=ax, label="|z|")
+    fig.colorbar(shown, ax=ax, label="z")
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=9, wrap=True)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def tiled(images: np.ndarray, size: int) -> np.ndarray:
+    """size x size images (row-major) as one picture of size*H x size*W pixels, with no gap between them."""
+    height, width, channels = images.shape[1:]
+    canvas = images.reshape(size, size, height, width, channels).transpose(0, 2, 1, 3, 4)
+    return np.clip(canvas.reshape(size * height, size * width, channels), 0.0, 1.0)
+
+
+def mosaic(images: np.ndarray, size: int, path, ticks: tuple, axis_names=("z1", "z2"), title: str | None = None) -> None:
+    """Save a size x size grid of images as one seamless picture with the codes on its axes.
+
+    ``images`` are in row-major order with the first axis going down from its largest value (as
+    :func:`keras_ae.latent.manifold_grid` lays them out); ``ticks`` are the two axes' code values.
+    """
+    height, width, channels = images.shape[1:]
+    canvas = tiled(images, size)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(canvas[..., 0] if channels == 1 else canvas, cmap="gray", vmin=0.0, vmax=1.0)
+    shown = np.linspace(0, size - 1, min(size, 5)).round().astype(int)
+    ax.set_xticks(shown * width + width / 2 - 0.5, [f"{round(float(ticks[1][i]), 4) + 0.0:.2g}" for i in shown])
+    ax.set_yticks(shown * height + height / 2 - 0.5, [f"{round(float(ticks[0][::-1][i]), 4) + 0.0:.2g}" for i in shown])
+    ax.set_xlabel(axis_names[1])
+    ax.set_ylabel(axis_names[0])
+    if title:
+        ax.set_title(title, fontsize=9, wrap=True)
     fig.tight_layout()
     _save(fig, path)
 
 
 def scatter(points: np.ndarray, labels, path, title: str | None = None, axis_names=("z1", "z2")) -> None:
-    """Save 2-D points coloured by integer label (or in one colour when ``labels`` is None)."""
-    fig, ax = plt.subplots(figsize=(6, 5))
-    shown = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
-    if labels is not None:
-        fig.colorbar(shown, ax=ax, label="label", ticks=np.unique(labels))
+    """Save 2-D points, one colour and one legend entry per class (one colour without ``labels``)."""
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)
+    else:
+        colours = plt.get_cmap("tab10" if len(np.unique(labels)) <= 10 else "tab20")
+        for i, label in enumerate(np.unique(labels)):
+            chosen = labels == label
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=6, alpha=0.8, color=colours(i % colours.N),
+                       label=str(label))
+        ax.legend(title="class", fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=9, wrap=True)
     fig.tight_layout()
     _save(fig, path)
 
 
-def curves(history: dict[str, list[float]], path, title: str | None = None) -> None:
-    """Save training curves: one panel per loss term, training and validation together."""
+def curves(history: dict[str, list[float]], path, title: str | None = None, units: dict | None = None) -> None:
+    """Save training curves: one panel per loss term (training and validation), in a grid of up to 3 columns."""
+    import math
+
+    from matplotlib.ticker import MaxNLocator
+
     terms = [name for name in history if not name.startswith("val_") and name != "epoch"]
-    fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8), squeeze=False)
-    for ax, name in zip(axes[0], terms):
+    columns = min(3, len(terms))
+    rows = math.ceil(len(terms) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, terms):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], label="train")
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], label="validation")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name + (f" ({units[name]})" if units and name in units else ""), fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(terms):]:
+        ax.axis("off")
     axes[0, 0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -23,12 +23,15 @@ import csv
 import logging
 import os
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 from keras_ae import options as opts
 from keras_ae.errors import ConfigError, KerasAEError, exit_code
 
 log = logging.getLogger("keras_ae")
+MIN_EPOCHS, MIN_STEPS = 10, 1200  # the default training length: enough steps on a small dataset (digits: 100)
 PRIOR_IMAGES = 50_000  # training images whose codes a plain autoencoder's Gaussian prior is fitted on, at most
 BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
 
@@ -44,15 +47,18 @@ class _HelpFormatter(argparse.HelpFormatter):
         return help_text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """The ``train.py`` command line; every flag is documented in ``--help`` with its real default."""
     from keras_ae.data import CACHE_POLICIES
     from keras_ae.distribute import STRATEGIES
     from keras_ae.models import MODELS, Autoencoder
 
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Train an autoencoder of the keras_ae zoo and write its run folder.",
+        prog=prog, description="Train an autoencoder of the keras_ae zoo and write its run folder.",
         formatter_class=_HelpFormatter)
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="read the flags from a TOML, JSON or YAML file of flag: value (flags given here "
+                             "override it), or from a run's config.json to train that run again")
     parser.add_argument("--model", default="ae", choices=list(MODELS), help="which model of the zoo")
     opts.add_model_flags(parser, MODELS, Autoencoder)
 
@@ -84,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(counted in config.json) instead of stopping at the first")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=opts.positive_int, default=10, help="training epochs")
+    training.add_argument("--epochs", type=opts.positive_int, default=None,
+                          help=f"training epochs (default: at least {MIN_EPOCHS} epochs and {MIN_STEPS} steps: "
+                               "small datasets get more epochs)")
     training.add_argument("--batch-size", type=opts.positive_int, default=128, help="images per batch")
     training.add_argument("--steps-per-epoch", type=opts.positive_int, default=None, metavar="N",
                           help="end each epoch after N batches (the data repeats), for datasets whose epoch is "
@@ -115,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-evaluate", action="store_true",
                      help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
                           "the reconstruction, code and sample figures are still written")
+    out.add_argument("--iwae-samples", type=opts.positive_int, default=100, metavar="K",
+                     help="VAEs: importance samples per test image of the evaluation's log-likelihood estimate")
+    out.add_argument("--quick-eval", action="store_true",
+                     help="evaluate in seconds on fewer images (500 test, 1,000 probe, K = 10; the report says so)")
     out.add_argument("--no-export", action="store_true",
                      help="skip the export (python -m keras_ae.export RUN does it later)")
     out.add_argument("--export-root", default="export",
@@ -161,6 +173,48 @@ def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed", "limit", "image_size",
+               "validation_fraction")  # besides the model's options: the flags a run folder's name shows
+MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
+
+
+def default_epochs(train_images: int, batch_size: int, steps_per_epoch: int | None = None) -> int:
+    """At least MIN_EPOCHS epochs and MIN_STEPS training steps (1,437 digits at batch 128: 100 epochs)."""
+    import math
+
+    steps = steps_per_epoch or max(1, math.ceil(train_images / batch_size))
+    return max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps))
+
+
+def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
+    """``runs/<model>-<arch>-<dataset>``, then each option that differs from its default (``-latent-dim=3``),
+    so that runs which differ never collide; past MAX_RUN_NAME characters, a digest of those options."""
+    import hashlib
+
+    from keras_ae.networks import DEFAULT_WIDTHS
+
+    defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
+    arch = args.arch or defaults["arch"]
+    base = f"{args.model}-{arch}-{_dataset_slug(args.dataset)}"
+    names = [name for name in opts.declared_options(model_cls) if name != "arch"] + list(NAMED_FLAGS)
+    differs = []
+    for name in names:
+        value = getattr(args, name, None)
+        default = DEFAULT_WIDTHS[arch] if name == "widths" else defaults.get(name)
+        if value is not None and _plain(value) != _plain(default):
+            shown = "x".join(map(str, value)) if isinstance(value, (tuple, list)) else (
+                f"{value:g}" if isinstance(value, float) else str(value))
+            differs.append(f"{name.replace('_', '-')}={shown}")
+    name = "-".join([base, *differs])
+    if len(name) > MAX_RUN_NAME:
+        name = f"{base}-{hashlib.sha256(' '.join(differs).encode()).hexdigest()[:8]}"
+    return Path("runs") / name
+
+
 def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse a run folder that is a file, or holds a model without ``overwrite``; first finish an
     ``--overwrite`` that a kill interrupted (the caller holds the folder's lock)."""
@@ -178,14 +232,13 @@ def run(args: argparse.Namespace) -> Path:
 
     A run folder that holds a backup but no final model is resumed from its last good epoch.
     """
-    from keras_ae import distribute, runs
+    from keras_ae import console, distribute, runs
     from keras_ae.models import model_class
 
     model_cls = model_class(args.model)
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
-    arch = args.arch or opts.constructor_defaults(model_cls)["arch"]
-    run_dir = Path(args.run_dir or Path("runs") / f"{args.model}-{arch}-{_dataset_slug(args.dataset)}")
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args, model_cls)
     if args.strategy == "multi_worker":
         tf_config = distribute.read_tf_config(os.environ.get("TF_CONFIG"))
         if not distribute.is_chief(tf_config):  # every worker trains; each writes its own folder
@@ -193,6 +246,7 @@ def run(args: argparse.Namespace) -> Path:
     with runs.locked(run_dir):
         _check_run_dir(run_dir, args.overwrite)
         _train_report_export(args, model_cls, run_dir)
+        console.save_native_log(run_dir)
     log.info("run folder: %s", run_dir)
     return run_dir
 
@@ -216,12 +270,15 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
     strategy = distribute.make_strategy(args.strategy, args.worker_timeout)
     with strategy.scope():
         model = model_cls(**kwargs)
-    train(model, splits, run_dir, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+    train(model, splits, run_dir, epochs=args.epochs or default_epochs(len(splits.train), args.batch_size,
+                                                                       args.steps_per_epoch),
+          batch_size=args.batch_size, learning_rate=args.learning_rate,
           steps_per_epoch=args.steps_per_epoch, early_stopping=args.early_stopping, seed=args.seed,
           jit_compile=args.jit_compile,
-          verbose="auto" if args.verbose is None else args.verbose, overwrite=args.overwrite,
+          verbose=(1 if sys.stdout.isatty() else 2) if args.verbose is None else args.verbose, overwrite=args.overwrite,
           options={**vars(args), "run_dir": str(run_dir)})
-    _report(model, splits, run_dir, evaluate=not args.no_evaluate)
+    _report(model, splits, run_dir, evaluate=not args.no_evaluate, iwae_samples=args.iwae_samples,
+            quick=args.quick_eval)
     if not args.no_export:
         from keras_ae.export import export_run
 
@@ -269,7 +326,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     """What :func:`train` does, with every file written to ``folder`` (``run_dir`` or its --overwrite staging)."""
     import keras
 
-    from keras_ae import distribute, runs
+    from keras_ae import distribute, runs, tensorboard
     from keras_ae.callbacks import Backup
     from keras_ae.io import atomic_path
 
@@ -306,7 +363,10 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
         model.save(tmp)
     backup.remove()  # the final model supersedes it
     with splits.reading():
-        _write_results(model, splits, folder, batch_size)
+        test_metrics = _write_results(model, splits, folder, batch_size)
+        test_x, test_y = splits.sample("test", tensorboard.PROJECTED)
+    tensorboard.write_summary(folder / "logs", model, {**settings, **(options or {})}, test_metrics, test_x, test_y,
+                              epoch=max(0, epochs - 1))
     return run_dir
 
 
@@ -329,20 +389,26 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, 
     import keras
     import numpy as np
 
+    from keras_ae import tensorboard
+
     train_data = splits.pipeline("train", batch_size, seed=seed, repeat=steps_per_epoch is not None, shard=shard)
     validation = splits.pipeline("validation", batch_size, shard=shard) if len(splits.validation) else None
     validation_steps = None
     if validation is not None and steps_per_epoch is not None:
         validation_steps = min(steps_per_epoch, math.ceil(len(splits.validation) / batch_size))
-    callbacks = [keras.callbacks.TerminateOnNaN(), backup, keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
+    shown = splits.sample("validation" if len(splits.validation) else "test", tensorboard.SHOWN)
+    callbacks = [keras.callbacks.TerminateOnNaN(), backup, tensorboard.EpochImages(run_dir / "logs", *shown),
+                 keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
     if early_stopping:
         if validation is None:
             raise ConfigError("--early-stopping needs a validation split; set --validation-fraction > 0")
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping,
                                                        restore_best_weights=True))
-    history = model.fit(train_data, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, callbacks=callbacks,
-                        verbose=verbose)
+    with warnings.catch_warnings():  # our pipelines shuffle themselves; Keras warns that it does not
+        warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
+        history = model.fit(train_data, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, callbacks=callbacks,
+                            verbose=verbose)
     losses = history.history.get("loss", [])
     if not np.all(np.isfinite(losses)):
         kept = (f"the last good model (epoch {backup.epoch}) is in {backup.checkpoint}"
@@ -351,8 +417,8 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, 
                            f"{kept}; try a lower --learning-rate")
 
 
-def _write_results(model, splits, run_dir: Path, batch_size: int) -> None:
-    """results.json: the last epoch's training and validation terms, and the test split's metrics."""
+def _write_results(model, splits, run_dir: Path, batch_size: int) -> dict:
+    """results.json: the last epoch's training and validation terms, and the test split's metrics (returned)."""
     from keras_ae import evaluate
     from keras_ae.io import write_json
 
@@ -367,9 +433,10 @@ def _write_results(model, splits, run_dir: Path, batch_size: int) -> None:
         "test": {k: float(v) for k, v in test_metrics.items()},
     })
     log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in test_metrics.items()))
+    return test_metrics
 
 
-def _report(model, splits, run_dir: Path, evaluate: bool) -> None:
+def _report(model, splits, run_dir: Path, evaluate: bool, iwae_samples: int = 100, quick: bool = False) -> None:
     """The full evaluation report and figures, or (without ``evaluate``) the reconstruction, code and
     sample figures only."""
     from keras_ae import evaluate as evaluation
@@ -378,17 +445,93 @@ def _report(model, splits, run_dir: Path, evaluate: bool) -> None:
 
     run = Run(run_dir, read_config(run_dir), model, splits)
     if evaluate:
-        evaluation.report_run(run)
+        for finding in evaluation.report_run(run, iwae_samples=iwae_samples, quick=quick)["findings"]:
+            log.info("%s", finding)
         log.info("report: %s", run_dir / "report.md")
     else:
         figures.write_all(run, ("reconstructions", "codes", "samples", "training_curves"))
 
 
-def main(argv=None) -> int:
-    """Entry point of ``train.py`` and ``keras-ae-train``; exit code 2 with one line for a user error."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+RUN_ONLY = ("run_dir", "overwrite", "config", "command")  # entries of a run's options that a re-run does not take
+
+
+def parse_args(argv=None, prog: str = "train.py") -> argparse.Namespace:
+    """The flags, over the values of ``--config FILE`` when given; ``command`` records the command line."""
+    import shlex
+    import sys
+
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser(prog)
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        try:
+            parser.set_defaults(**config_defaults(parser, known.config))
+        except KerasAEError as error:
+            parser.error(str(error))
+    args = parser.parse_args(argv)
+    args.command = shlex.join([prog, *argv])
+    return args
+
+
+def config_defaults(parser: argparse.ArgumentParser, path) -> dict:
+    """Flag values from a config file (``.toml``, ``.json``, ``.yaml``/``.yml``) or a run's config.json, as
+    argparse defaults: text that each flag's own parser then checks."""
+    from keras_ae.io import read_json
+
+    path = Path(path)
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            values = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{path}: unreadable ({error})") from None
+    elif path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"{path}: YAML needs PyYAML (pip install pyyaml); or write it as TOML or JSON") from None
+        try:
+            values = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"{path}: unreadable ({str(error).splitlines()[0]})") from None
+    else:
+        values = read_json(path, ConfigError)
+    if isinstance(values, dict) and isinstance(values.get("options"), dict) and "model_class" in values:
+        values = {k: v for k, v in values["options"].items() if k not in RUN_ONLY}  # a run's config.json
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a table of flag: value, got {type(values).__name__}")
+    actions = {action.dest: action for action in parser._actions}
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - set(actions) - {"config"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown flags {', '.join(unknown)} (see train.py --help)")
+    defaults = {}
+    for dest, value in values.items():
+        action = actions[dest]
+        if value is None or dest == "config":
+            continue
+        if action.nargs == 0:  # a switch
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: {dest} is a switch: true or false, got {value!r:.40}")
+            defaults[dest] = value if action.default is False else (True if value else None)
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ("x" if dest == "image_size" else ",").join(map(str, value))
+        value = str(value)
+        if action.choices is not None and action.type is None and value not in action.choices:
+            raise ConfigError(f"{path}: {dest} must be one of {', '.join(map(str, action.choices))}, got {value!r:.40}")
+        defaults[dest] = value
+    return defaults
+
+
+def main(argv=None, prog: str = "train.py") -> int:
+    """Entry point of ``train.py`` and ``keras-ae train``; exit code 2 with one line for a user error."""
+    from keras_ae import console
+
+    console.command_started()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv, prog)
     interrupted = ("interrupted; the run folder is unchanged" if args.overwrite else
                    "interrupted; the same command resumes from the last finished epoch")
     return exit_code(lambda: run(args), interrupted)

@@ -19,13 +19,35 @@ def train(*flags, cwd=REPO):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def trained(tmp_path_factory):
+    """(run folder, completed process) of a conv AE trained, evaluated and exported by train.py."""
     folder = tmp_path_factory.mktemp("cli") / "run"
     result = train("--model", "ae", "--arch", "conv", "--dataset", "digits", "--latent-dim", "8",
-                   "--epochs", "3", "--batch-size", "64", "--limit", "400", "--run-dir", str(folder), "--verbose", "0",
+                   "--epochs", "3", "--batch-size", "64", "--limit", "400", "--run-dir", str(folder),
                    "--export-root", str(folder.parent / "export"))
     assert result.returncode == 0, result.stderr
-    return folder
+    return folder, result
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained):
+    return trained[0]
+
+
+NOISE = ("I0000", "W0000", "E0000", "WARNING: All log messages", "oneDNN", "cuInit", "cuda", "Assets written",
+         "UserWarning", "Function `serve`", "tensorflow", "absl", "Estimated count", "\x1b[")
+
+
+@pytest.mark.slow
+def test_the_console_shows_keras_ae_and_keras_lines_only_and_tensorflow_logs_go_to_the_run_folder(trained):
+    folder, result = trained
+    noise = [line for line in (result.stdout + result.stderr).splitlines() if any(n in line for n in NOISE)]
+    assert noise == []
+    assert "\x1b" not in result.stdout  # not a terminal: one line per epoch, no progress bar
+    assert result.stdout.count("Epoch ") == 3 and "val_loss" in result.stdout
+    assert result.stderr.splitlines()[-1] == f"run folder: {folder}"
+    log = (folder / "logs" / "tensorflow.log").read_text()
+    assert "oneDNN" in log or "I0000" in log  # what TensorFlow printed is kept, not lost
 
 
 @pytest.mark.slow
@@ -138,3 +160,93 @@ def test_conditional_vae_needs_a_labelled_dataset(tmp_path):
     result = train("--model", "cvae", "--dataset", str(tmp_path / "unlabelled.npz"), "--epochs", "1",
                    "--batch-size", "8", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "needs labels" in result.stderr and "unlabelled.npz" in result.stderr
+
+
+# ---------------------------------------------------------------- configs, run names, the entry point
+
+
+def test_a_config_file_gives_the_flags_and_the_command_line_overrides_it(tmp_path):
+    from keras_ae import train as train_lib
+
+    (tmp_path / "vae.toml").write_text('model = "vae"\narch = "conv"\nlatent-dim = 3\nwidths = [16, 32]\n'
+                                       'image_size = [8, 8]\nno_export = true\nbeta = 2.0\nepochs = 7\n')
+    args = train_lib.parse_args(["--config", str(tmp_path / "vae.toml"), "--epochs", "2"])
+    assert (args.model, args.arch, args.latent_dim, args.widths, args.image_size) == ("vae", "conv", 3, (16, 32), (8, 8))
+    assert (args.beta, args.no_export, args.epochs) == (2.0, True, 2)  # --epochs 2 beats the file's 7
+    assert args.command == f"train.py --config {tmp_path / 'vae.toml'} --epochs 2"
+    (tmp_path / "bad.json").write_text('{"latent_dim": 3, "colour": "red"}')
+    with pytest.raises(SystemExit) as stop:
+        train_lib.parse_args(["--config", str(tmp_path / "bad.json")])
+    assert stop.value.code == 2
+    (tmp_path / "bad.json").write_text('{"latent_dim": -3}')
+    with pytest.raises(SystemExit):  # each value goes through its flag's own check
+        train_lib.parse_args(["--config", str(tmp_path / "bad.json")])
+
+
+@pytest.mark.slow
+def test_a_run_config_json_trains_that_run_again(trained):
+    from keras_ae import train as train_lib
+
+    folder, _ = trained
+    config = json.loads((folder / "config.json").read_text())
+    assert config["options"]["command"].startswith("train.py --model ae --arch conv --dataset digits")
+    again = train_lib.parse_args(["--config", str(folder / "config.json")])
+    for flag in ("model", "arch", "dataset", "latent_dim", "epochs", "batch_size", "limit", "seed", "learning_rate"):
+        assert getattr(again, flag) == config["options"][flag], flag
+    assert again.run_dir is None and not again.overwrite  # a new run folder unless asked
+
+
+def test_run_folders_are_named_by_what_differs_from_the_defaults():
+    from keras_ae import train as train_lib
+    from keras_ae.models import model_class
+
+    def name(*flags):
+        args = train_lib.parse_args(list(flags))
+        return str(train_lib.default_run_dir(args, model_class(args.model)))
+
+    assert name() == "runs/ae-mlp-digits"
+    assert name("--model", "vae", "--arch", "conv", "--dataset", "mnist", "--latent-dim", "16") == "runs/vae-conv-mnist"
+    assert name("--widths", "512,256") == "runs/ae-mlp-digits"  # the default widths of mlp
+    assert name("--latent-dim", "3") == "runs/ae-mlp-digits-latent-dim=3"
+    assert name("--model", "cvae", "--beta", "4", "--epochs", "5") == "runs/cvae-mlp-digits-beta=4-epochs=5"
+    long = name("--widths", ",".join(["512"] * 40))
+    assert len(long) < 40 and long.startswith("runs/ae-mlp-digits-")
+
+
+def test_one_console_entry_point_runs_every_command(tmp_path):
+    import shutil
+
+    script = shutil.which("keras-ae", path=str(REPO / ".venv" / "bin")) or shutil.which("keras-ae")
+    command = [script] if script else [sys.executable, "-m", "keras_ae.cli"]
+    for name in ("train", "generate"):  # (each imports TensorFlow: two stand for the five)
+        result = subprocess.run([*command, name, "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: keras-ae {name}"), result.stderr[-500:]
+    result = subprocess.run([*command, "fly"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unknown command 'fly'" in result.stderr
+
+
+def _summaries(folder) -> dict:
+    """tag -> number of values in the TensorBoard event files of ``folder``."""
+    import tensorflow as tf
+
+    tags = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value:
+                tags[value.tag] = tags.get(value.tag, 0) + 1
+    return tags
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_epoch_images_test_metrics_hyperparameters_and_the_codes(run_dir):
+    logs = run_dir / "logs"
+    images = _summaries(logs / "images")
+    assert images["reconstructions (validation images over them)"] == 3  # one per epoch
+    test = _summaries(logs / "test")
+    assert {"test_squared_error", "test_psnr", "_hparams_/session_start_info"} <= set(test)
+    projector = logs / "projector"
+    assert 'tensor_name: "codes/.ATTRIBUTES/VARIABLE_VALUE"' in (projector / "projector_config.pbtxt").read_text()
+    labels = (projector / "metadata.tsv").read_text().split()
+    assert len(labels) == 180 and set(labels) <= set("0123456789")  # the test split, with its classes
+    sprite = Image.open(projector / "sprite.png")
+    assert sprite.size == (14 * 8, 14 * 8)  # 180 test images of 8x8 in a 14 x 14 grid

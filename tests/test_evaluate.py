@@ -140,13 +140,39 @@ def test_every_figure_is_a_picture_with_something_in_it(vae_run, name):
 
 
 @pytest.mark.slow
-def test_compare_makes_one_row_per_run(vae_run, tmp_path):
-    out = tmp_path / "table.md"
-    result = subprocess.run([sys.executable, "-m", "keras_ae.compare", str(vae_run), str(vae_run), "--out", str(out)],
-                            capture_output=True, text=True, timeout=120)
+def test_compare_makes_one_row_per_run_grouped_by_dataset_and_skips_folders_without_a_report(vae_run, tmp_path):
+    out, other = tmp_path / "table.md", tmp_path / "other"
+    other.mkdir()
+    report = json.loads((vae_run / "report.json").read_text())
+    report["dataset"]["name"] = "mnist"
+    (other / "report.json").write_text(json.dumps(report))
+    (tmp_path / "unevaluated").mkdir()
+    result = subprocess.run([sys.executable, "-m", "keras_ae.compare", str(vae_run), str(other), str(tmp_path /
+                             "unevaluated"), str(vae_run), "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert f"note: skipped {tmp_path / 'unevaluated'}: no report.json" in result.stderr
     lines = out.read_text().splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| vae | vae | mlp | 2 |")
+    assert lines[0].startswith("| run | dataset | train images | epochs | model | arch | latent |")
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["digits", "digits", "mnist"]  # grouped
+    assert lines[2].startswith("| vae | digits | 1437 | 15 | vae | mlp | 2 |")
+
+
+@pytest.mark.slow
+def test_every_report_has_the_pca_baseline_of_its_code_size_and_says_who_wins(vae_run, tmp_path):
+    """The baseline is PCA fitted on the same training split: for a PCA run it is the run itself."""
+    folder = tmp_path / "pca"
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--model", "pca", "--dataset", "digits",
+                             "--latent-dim", "2", "--run-dir", str(folder), "--verbose", "0", "--no-export"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    pca = json.loads((folder / "report.json").read_text())["metrics"]
+    assert pca["pca_baseline"]["components"] == 2
+    assert pca["pca_baseline"]["squared_error"] == pytest.approx(pca["reconstruction"]["squared_error"], rel=1e-3)
+    vae = json.loads((vae_run / "report.json").read_text())
+    assert vae["metrics"]["pca_baseline"]["squared_error"] == pytest.approx(pca["pca_baseline"]["squared_error"])
+    beats = vae["metrics"]["reconstruction"]["squared_error"] < pca["reconstruction"]["squared_error"]
+    assert any(line.startswith("beats PCA" if beats else "does NOT beat PCA") for line in vae["findings"])
+    assert "PCA squared error" in (vae_run / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -185,3 +211,14 @@ def test_what_the_figures_draw_is_digit_like_not_blank(vae_run):
     x, _ = run.splits.arrays("test")
     line = figures._decode(run.model, latent.interpolate(*run.model.codes(x[:2]), 5))
     np.testing.assert_allclose(line[[0, -1]], run.model.reconstruct(x[:2]), atol=1e-5)  # ends are the two images
+
+
+def test_the_manifold_is_one_seamless_picture_of_the_grid_in_order(tmp_path):
+    from keras_ae import plots
+
+    images = np.stack([np.full((2, 3, 1), i / 10) for i in range(9)])
+    canvas = plots.tiled(images, 3)
+    assert canvas.shape == (6, 9, 1)
+    np.testing.assert_allclose(canvas[::2, ::3, 0], [[0.0, 0.1, 0.2], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8]])
+    plots.mosaic(images, 3, tmp_path / "m.png", (np.array([-1.0, 0.0, 1.0]),) * 2, title="t")
+    assert (tmp_path / "m.png").stat().st_size > 0

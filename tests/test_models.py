@@ -75,3 +75,32 @@ def test_training_on_real_mnist_lowers_the_validation_loss(mnist_small):
                         epochs=4, verbose=0)
     validation = history.history["val_reconstruction"]
     assert validation[-1] < 0.8 * validation[0]
+
+
+def test_fit_takes_uint8_images_as_the_data_layer_scales_them_and_refuses_other_integers():
+    import keras
+
+    import keras_ae
+    from keras_ae import data
+    from keras_ae.errors import ConfigError
+
+    x = data.load("digits").arrays("train")[0][:256]
+    histories = []
+    for images in ((x * 255).round().astype(np.uint8), np.round(x * 255).astype(np.float32) / 255):
+        keras.utils.set_random_seed(0)
+        model = keras_ae.models.Autoencoder(input_shape=x.shape[1:], latent_dim=4, widths=(16,))
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        histories.append(model.fit(images, epochs=2, batch_size=64, shuffle=False, verbose=0).history["loss"])
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-5)
+    with pytest.raises(ConfigError, match="uint8 in \\[0, 255\\], got dtype int16"):
+        model.fit((x * 255).astype(np.int16), epochs=1, verbose=0)
+
+
+def test_compile_refuses_a_loss_or_metrics_it_would_ignore():
+    import keras_ae
+    from keras_ae.errors import ConfigError
+
+    model = keras_ae.models.VAE(input_shape=(8, 8, 1), latent_dim=2, widths=(8,))
+    with pytest.raises(ConfigError, match="compile takes no loss, metrics: .* reports loss, reconstruction, kl"):
+        model.compile(loss="mse", metrics=["mae"])
+    model.compile(optimizer="adam")  # the optimizer and Keras's other options stay

@@ -148,3 +148,14 @@ def test_conditional_vae_decodes_the_label_it_is_given_and_round_trips(digits, t
 def test_bad_input_is_refused_clearly(call, needle):
     with pytest.raises(KerasAEError, match=needle):
         call()
+
+
+def test_active_units_have_one_definition_in_training_and_in_the_report():
+    from keras_ae.models.vae import ActiveUnits, active_units
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(0.0, [0.5, 0.2, 0.05, 0.001], size=(1000, 4)).astype("float32")  # variances .25 .04 .0025 ~0
+    metric = ActiveUnits(4)
+    for start in range(0, 1000, 128):  # batch by batch, as an epoch gathers it
+        metric.update_state(means[start:start + 128])
+    assert float(metric.result()) == active_units(means) == 2

@@ -67,6 +67,17 @@ def in_batches(fn, x, labels=None, batch_size: int = 256) -> np.ndarray:
                            for start in range(0, len(x), batch_size)])
 
 
+def as_pixels(x):
+    """Images as float pixels in [0, 1]: uint8 images (0..255, as files hold them) are scaled as the data
+    layer scales them; other integer types are refused (which range would they have?)."""
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if dtype == "uint8":
+        return ops.cast(x, "float32") / 255.0
+    if "int" in dtype or dtype == "bool":
+        raise ConfigError(f"images must be float pixels in [0, 1] or uint8 in [0, 255], got dtype {dtype}")
+    return x
+
+
 def _share_of_global_batch(loss, batch_size):
     """This replica's batch-mean ``loss`` weighted by its share of the global batch.
 
@@ -194,8 +205,12 @@ class Autoencoder(keras.Model):
         if any(self.custom.values()):
             self._check_networks()
         self.prior = self.build_prior()
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_terms}
+        self.trackers = {name: self.tracker(name) for name in self.loss_terms}
         self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
+
+    def tracker(self, term: str) -> keras.metrics.Metric:
+        """The metric that gathers a reported term over an epoch: the mean over its images by default."""
+        return keras.metrics.Mean(name=term)
 
     def build_networks(self):
         """The (encoder, decoder) pair for ``self.spec``; PCA overrides it with its linear maps."""
@@ -346,8 +361,32 @@ class Autoencoder(keras.Model):
         self.prior.fit(np.asarray(self.encode(images, labels if self.num_classes else None))
                        for images, labels in batches)
 
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Keras's compile, without ``loss``/``metrics``: a zoo model's objective is its ``compute_losses``
+        and what it reports its ``loss_terms``; a loss or metrics given here would be ignored, so they
+        are refused."""
+        given = [name for name in ("loss", "metrics", "loss_weights", "weighted_metrics")
+                 if {"loss": loss, "metrics": metrics}.get(name, kwargs.get(name)) is not None]
+        if given:
+            raise ConfigError(f"{type(self).__name__}.compile takes no {', '.join(given)}: the model trains on its "
+                              f"own objective and reports {', '.join(self.loss_terms)}; choose the objective with "
+                              "its options (e.g. reconstruction='bce')")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Compile a loaded model as it was saved (Keras's own, which skips a model whose compile is its own)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def term_units(self) -> dict:
+        """The unit of each reported term (each is per image, summed over pixels), for figure labels."""
+        unit = "squared error / image" if self.reconstruction == "mse" else "nats / image"
+        return {"loss": unit, "reconstruction": unit}
+
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = as_pixels(x)
         with tf.GradientTape() as tape:
             terms = self.compute_losses(x, y, training=True)
             loss = self.optimizer.scale_loss(_share_of_global_batch(terms["loss"], ops.shape(x)[0]))
@@ -370,6 +409,7 @@ class Autoencoder(keras.Model):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = as_pixels(x)
         return self._track(self.compute_losses(x, y, training=False), x)
 
     def _track(self, terms, x):

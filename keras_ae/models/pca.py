@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_ae.errors import ConfigError
-from keras_ae.models.base import Autoencoder
+from keras_ae.models.base import Autoencoder, as_pixels
 
 log = logging.getLogger("keras_ae")
 _EPSILON = 1e-6
@@ -101,5 +101,5 @@ class PCA(Autoencoder):
 def _all_images(x) -> np.ndarray:
     """The images of an array, or of a tf.data pipeline of ``images`` or ``(images, labels)`` batches."""
     if isinstance(x, np.ndarray):
-        return x
-    return np.concatenate([np.asarray(batch[0] if isinstance(batch, tuple) else batch) for batch in x])
+        return np.asarray(as_pixels(x))
+    return np.concatenate([np.asarray(as_pixels(batch[0] if isinstance(batch, tuple) else batch)) for batch in x])

@@ -18,7 +18,9 @@ log p(x) (Burda et al. 2015) on the test images, the KL and the active units.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import keras
 import numpy as np
@@ -30,6 +32,7 @@ from keras_ae.models.base import Autoencoder, in_batches, non_negative
 from keras_ae.models.priors import StandardNormal
 from keras_ae.options import Option, finite_float, non_negative_int
 
+log = logging.getLogger("keras_ae")
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E_q[z_u]) > 0.01
 
 
@@ -46,6 +49,28 @@ def binarize(x, seed):
 def active_units(means) -> int:
     """Latent units whose posterior mean varies over the images: Var_x(E_q[z_u]) > 0.01 (Burda et al. 2015)."""
     return int((np.var(np.asarray(means), axis=0) > ACTIVE_UNIT_THRESHOLD).sum())
+
+
+class ActiveUnits(keras.metrics.Metric):
+    """:func:`active_units` over every image of an epoch, gathered batch by batch (sums of the posterior means
+    and of their squares), so training reports the same integer as the evaluation."""
+
+    def __init__(self, latent_dim: int, name: str = "active_units", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable((latent_dim,), "zeros", name="total", dtype="float64")
+        self.squares = self.add_variable((latent_dim,), "zeros", name="squares", dtype="float64")
+        self.count = self.add_variable((), "zeros", name="count", dtype="float64")
+
+    def update_state(self, means, sample_weight=None):
+        means = ops.cast(means, "float64")
+        self.total.assign_add(ops.sum(means, axis=0))
+        self.squares.assign_add(ops.sum(means * means, axis=0))
+        self.count.assign_add(ops.cast(ops.shape(means)[0], "float64"))
+
+    def result(self):
+        count = ops.maximum(self.count, 1.0)
+        variance = self.squares / count - ops.square(self.total / count)
+        return ops.sum(ops.cast(variance > ACTIVE_UNIT_THRESHOLD, "float32"))
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -126,8 +151,11 @@ class VAE(Autoencoder):
             "kl": kl,
             "elbo": elbo,
             "bits_per_dim": -elbo / (self.input_dim * math.log(2.0)),
-            "active_units": ops.sum(ops.cast(ops.var(mean, axis=0) > ACTIVE_UNIT_THRESHOLD, "float32")),
+            "active_units": mean,  # gathered over the epoch by ActiveUnits
         }
+
+    def tracker(self, term: str) -> keras.metrics.Metric:
+        return ActiveUnits(self.latent_dim) if term == "active_units" else super().tracker(term)
 
     def training_callbacks(self) -> list:
         return [KLWarmup(self.kl_warmup_epochs)] if self.kl_warmup_epochs else []
@@ -172,6 +200,9 @@ class VAE(Autoencoder):
 
         A model trained with dynamic binarization is scored on one fixed binarization of ``x`` (seeded).
         """
+        log.info("evaluating: ELBO and importance-weighted log-likelihood (K = %d) on %d images ...", num_samples,
+                 len(x))
+        start = time.monotonic()
         if self.binarize:
             x = (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
         elbo = np.mean([in_batches(self.elbo_per_image, x, labels).mean() for _ in range(elbo_samples)])
@@ -180,9 +211,14 @@ class VAE(Autoencoder):
         means = self.codes(x, labels)
         log_vars = in_batches(lambda b, y: self.posterior(b, y)[1], x, labels)
         kl = np.asarray(losses.kl_to_standard_normal(means, log_vars))
+        log.info("evaluating: ELBO and importance-weighted log-likelihood: %.1f s", time.monotonic() - start)
         return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": num_samples,
                 "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
                 "kl": float(kl.mean()), "active_units": active_units(means), "binarized": bool(self.binarize)}
+
+    def term_units(self) -> dict:
+        return {**super().term_units(), "loss": "nats / image", "kl": "nats / image", "elbo": "nats / image",
+                "bits_per_dim": "bits / dim", "active_units": "units"}
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta, "binarize": self.binarize, "free_bits": self.free_bits,
