@@ -24,6 +24,7 @@ from pathlib import Path
 SHOW_ENV = "KERAS_AE_TF_LOGS"
 _captured = tempfile.TemporaryFile()  # everything descriptor 2 received while captured, this process
 _terminal: int | None = None  # a descriptor of the real stderr while descriptor 2 is captured
+_python_stderr = None  # sys.stderr before the capture, given back by release_native
 
 
 def _real_stderr_fd() -> int | None:
@@ -36,18 +37,18 @@ def _real_stderr_fd() -> int | None:
 
 def capture_native() -> bool:
     """Send what native code writes to descriptor 2 to the log from now on; return whether it does."""
-    global _terminal
+    global _terminal, _python_stderr
     if _terminal is not None:
         return True
     if os.environ.get(SHOW_ENV) or _real_stderr_fd() is None:
         return False
     sys.stderr.flush()
-    _terminal = os.dup(2)
+    _python_stderr, _terminal = sys.stderr, os.dup(2)
     os.dup2(_captured.fileno(), 2)
     sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(_terminal), "w"), encoding=sys.stderr.encoding,
                                   errors="backslashreplace", line_buffering=True)
     for handler in logging.getLogger().handlers:  # handlers made before keep writing where Python's lines go
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is _python_stderr:
             handler.setStream(sys.stderr)
     return True
 
@@ -61,7 +62,7 @@ def release_native() -> None:
     os.dup2(_terminal, 2)
     os.close(_terminal)
     _terminal = None
-    sys.stderr = sys.__stderr__
+    sys.stderr = _python_stderr
 
 
 @contextlib.contextmanager
