@@ -63,11 +63,12 @@ def code_heatmap(codes: np.ndarray, path, title: str | None = None) -> None:
     _save(fig, path)
 
 
-def tiled(images: np.ndarray, size: int) -> np.ndarray:
-    """size x size images (row-major) as one picture of size*H x size*W pixels, with no gap between them."""
-    height, width, channels = images.shape[1:]
-    canvas = images.reshape(size, size, height, width, channels).transpose(0, 2, 1, 3, 4)
-    return np.clip(canvas.reshape(size * height, size * width, channels), 0.0, 1.0)
+def tiled(images: np.ndarray, columns: int) -> np.ndarray:
+    """Images (N, H, W, C), row-major, ``columns`` a row (N a multiple of it), as one picture with no gaps."""
+    count, height, width, channels = images.shape
+    rows = count // columns
+    canvas = np.asarray(images).reshape(rows, columns, height, width, channels).transpose(0, 2, 1, 3, 4)
+    return np.clip(canvas.reshape(rows * height, columns * width, channels), 0.0, 1.0)
 
 
 def mosaic(images: np.ndarray, size: int, path, ticks: tuple, axis_names=("z1", "z2"), title: str | None = None) -> None:

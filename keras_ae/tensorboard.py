@@ -22,10 +22,7 @@ SHOWN = 8  # images per row of the epoch images
 
 def _picture(rows: list[np.ndarray]) -> np.ndarray:
     """Rows of equally many images (N, H, W, C) as one [1, rows*H, N*W, C] picture for tf.summary.image."""
-    images = np.stack([np.asarray(row, "float32") for row in rows])  # (rows, N, H, W, C)
-    count, per_row, height, width, channels = images.shape
-    grid = images.transpose(0, 2, 1, 3, 4).reshape(count * height, per_row * width, channels)
-    return np.clip(grid, 0.0, 1.0)[None]
+    return plots.tiled(np.concatenate([np.asarray(row, "float32") for row in rows]), len(rows[0]))[None]
 
 
 class EpochImages(keras.callbacks.Callback):
