@@ -469,7 +469,7 @@ def parse_args(argv=None, prog: str = "train.py") -> argparse.Namespace:
         except KerasAEError as error:
             parser.error(str(error))
     args = parser.parse_args(argv)
-    args.command = shlex.join([prog, *argv])
+    args.command = " ".join([prog, shlex.join(argv)]).strip()  # prog may be two words: keras-ae train
     return args
 
 
