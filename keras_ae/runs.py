@@ -90,18 +90,18 @@ def check_same_model(path, config: dict, model, hint: str) -> None:
     differs = [f"{what} {old!r:.40} -> {new!r:.40}" for what, old, new in (
         ("model class", config.get("model_class"), type(model).__name__),
         ("--model", options.get("model"), registered_name(model)),
-        ("data image_shape", _plain(data.get("image_shape")), list(model.image_shape)),
+        ("data image_shape", as_json(data.get("image_shape")), list(model.image_shape)),
         ("data num_classes", data.get("num_classes") if model.num_classes else None, model.num_classes))
         if old != new]
     differs += [f"{key} {recorded.get(key)!r:.40} -> {current.get(key)!r:.40}"
                 for key in sorted((set(recorded) | set(current)) - {"name"})
-                if _plain(recorded.get(key)) != _plain(current.get(key))]
+                if as_json(recorded.get(key)) != as_json(current.get(key))]
     if differs:
         raise ConfigError(f"{path} does not describe this model ({'; '.join(differs)}); {hint}")
 
 
-def _plain(value):
-    """A config value as JSON gives it back (tuples become lists), so that recorded and current compare."""
+def as_json(value):
+    """A config or flag value as JSON gives it back (tuples become lists), so recorded and current compare."""
     import json
 
     return json.loads(json.dumps(value, default=str))

@@ -173,10 +173,6 @@ def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
 NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed", "limit", "image_size",
                "validation_fraction")  # besides the model's options: the flags a run folder's name shows
 MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
@@ -195,6 +191,7 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
     so that runs which differ never collide; past MAX_RUN_NAME characters, a digest of those options."""
     import hashlib
 
+    from keras_ae import runs
     from keras_ae.networks import DEFAULT_WIDTHS
 
     defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
@@ -205,7 +202,7 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
     for name in names:
         value = getattr(args, name, None)
         default = DEFAULT_WIDTHS[arch] if name == "widths" else defaults.get(name)
-        if value is not None and _plain(value) != _plain(default):
+        if value is not None and runs.as_json(value) != runs.as_json(default):
             shown = "x".join(map(str, value)) if isinstance(value, (tuple, list)) else (
                 f"{value:g}" if isinstance(value, float) else str(value))
             differs.append(f"{name.replace('_', '-')}={shown}")
@@ -458,7 +455,6 @@ RUN_ONLY = ("run_dir", "overwrite", "config", "command")  # entries of a run's o
 def parse_args(argv=None, prog: str = "train.py") -> argparse.Namespace:
     """The flags, over the values of ``--config FILE`` when given; ``command`` records the command line."""
     import shlex
-    import sys
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = build_parser(prog)
