@@ -148,10 +148,12 @@ def pca_baseline(latent_dim: int, train_x, batches) -> dict:
 
 
 def findings(report: dict) -> list[str]:
-    """What the metrics say, in words: PCA beaten or not, codes against pixels, compression, collapse."""
+    """What the metrics say, in words: PCA beaten or not, codes against pixels, compression, collapse, or a
+    density's exact likelihood and sampling time."""
     metrics, lines = report["metrics"], []
-    model_se, pca = metrics["reconstruction"]["squared_error"], metrics.get("pca_baseline")
+    pca = metrics.get("pca_baseline")
     if pca and report["architecture"] != "linear":
+        model_se = metrics["reconstruction"]["squared_error"]
         verdict = "beats" if model_se < pca["squared_error"] else "does NOT beat"
         lines.append(f"{verdict} PCA at the same code size: test squared error {model_se:.4g} against PCA's "
                      f"{pca['squared_error']:.4g} ({model_se / max(pca['squared_error'], 1e-12):.2f}x)")
@@ -159,12 +161,17 @@ def findings(report: dict) -> list[str]:
         codes, pixels = metrics["probe"]["codes"]["logistic"], metrics["probe"]["pixels"]["logistic"]
         lines.append(f"codes {'beat' if codes > pixels else 'do not beat'} pixels on the linear probe "
                      f"({codes:.3f} against {pixels:.3f})")
-    compressed = metrics["compression"]
-    lines.append(f"compression: {compressed['raw_bytes']} bytes of pixels -> {compressed['int8']['bytes']} bytes of "
-                 f"8-bit code ({compressed['raw_bytes'] / compressed['int8']['bytes']:.1f}x) at "
-                 f"{compressed['int8']['psnr']:.1f} dB")
+    compressed = metrics.get("compression")
+    if compressed:
+        lines.append(f"compression: {compressed['raw_bytes']} bytes of pixels -> {compressed['int8']['bytes']} bytes "
+                     f"of 8-bit code ({compressed['raw_bytes'] / compressed['int8']['bytes']:.1f}x) at "
+                     f"{compressed['int8']['psnr']:.1f} dB")
     likelihood = metrics.get("likelihood")
-    if likelihood and (likelihood["active_units"] == 0 or likelihood["kl"] < COLLAPSE_KL):
+    if likelihood and likelihood.get("exact"):
+        lines.append(f"exact test negative log-likelihood {likelihood['nll']:.2f} nats per image "
+                     f"({likelihood['bits_per_dim']:.4f} bits/dim); sampling takes "
+                     f"{metrics['sampling']['seconds_per_image']:.3g} s per image, pixel by pixel")
+    elif likelihood and (likelihood["active_units"] == 0 or likelihood["kl"] < COLLAPSE_KL):
         lines.append(f"WARNING: posterior collapse: KL {likelihood['kl']:.3g} nats, {likelihood['active_units']} "
                      "active units: the decoder ignores the code (samples of a class all look alike); lower "
                      "--beta or use --kl-warmup-epochs / --free-bits")
@@ -216,37 +223,45 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
 
     The reconstruction metrics stream over the whole test split; the others use at most
     ``sample_images`` test images (and ``probe_images`` training images for the probe), the whole
-    split when it is smaller; ``images`` in the report says how many each used.
+    split when it is smaller; ``images`` in the report says how many each used. A model without
+    codes (a density such as the PixelCNN) gets its likelihood, outlier scores and sampling time only.
     """
     model, splits = run.model, run.splits
     test_x, test_y = splits.sample("test", sample_images)
     labels = test_y if model.num_classes else None
-    notes = []
+    notes, metrics, images = [], {}, {"sample of the test split": len(test_x)}
     train_x, train_y = splits.sample("train", probe_images)
-    with phase(f"reconstruction and the PCA baseline over the {len(splits.test)} test images"), splits.reading():
-        reconstruction = reconstruction_metrics(model, splits.pipeline("test", 256, shuffle=False))
-        baseline = pca_baseline(model.latent_dim, train_x, splits.pipeline("test", 256, shuffle=False))
-    with phase(f"codes, Jacobian, denoising, outliers and compression on {len(test_x)} test images"):
-        metrics = {"reconstruction": reconstruction, "pca_baseline": baseline,
-                   "zero_fraction": zero_fraction(model, test_x, labels),
-                   "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None else
-                                                  labels[:jacobian_images]),
-                   "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
-                                 for noise, level in CORRUPTIONS.items()},
-                   "outlier_auc": outlier_detection(model, test_x, labels),
-                   "outlier_score": model.outlier_score_name,
-                   "compression": compression(model, test_x, labels)}
-    images = {"reconstruction": reconstruction["images"], "PCA baseline (train / test)":
-              f"{baseline['train_images']} / {reconstruction['images']}", "sample of the test split": len(test_x),
-              "jacobian_norm": min(jacobian_images, len(test_x))}
-    likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)  # (a VAE logs its phase)
+    if model.has_codes:
+        with phase(f"reconstruction and the PCA baseline over the {len(splits.test)} test images"), splits.reading():
+            reconstruction = reconstruction_metrics(model, splits.pipeline("test", 256, shuffle=False))
+            baseline = pca_baseline(model.latent_dim, train_x, splits.pipeline("test", 256, shuffle=False))
+        with phase(f"codes, Jacobian, denoising and compression on {len(test_x)} test images"):
+            metrics.update({"reconstruction": reconstruction, "pca_baseline": baseline,
+                            "zero_fraction": zero_fraction(model, test_x, labels),
+                            "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None
+                                                           else labels[:jacobian_images]),
+                            "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
+                                          for noise, level in CORRUPTIONS.items()},
+                            "compression": compression(model, test_x, labels)})
+        images.update({"reconstruction": reconstruction["images"], "PCA baseline (train / test)":
+                       f"{baseline['train_images']} / {reconstruction['images']}",
+                       "jacobian_norm": min(jacobian_images, len(test_x))})
+    else:
+        notes.append(f"reconstruction, PCA baseline, codes, denoising, compression and the latent probe do not "
+                     f"apply: {type(model).__name__} has no code")
+    with phase(f"outlier scores of {len(test_x)} test images and 3 kinds of outliers"):
+        metrics.update({"outlier_auc": outlier_detection(model, test_x, labels),
+                        "outlier_score": model.outlier_score_name})
+    with phase("sampling time"):
+        metrics["sampling"] = sampling_time(model)
+    likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)  # (it logs its phase)
     if likelihood is not None:
         metrics["likelihood"] = likelihood
-    if test_y is None or not splits.train.has_labels:
+    if model.has_codes and (test_y is None or not splits.train.has_labels):
         notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
-    elif len(np.unique(train_y)) < 2:
+    elif model.has_codes and len(np.unique(train_y)) < 2:
         notes.append(f"latent probe skipped: the training sample of {splits.name!r} holds one class only")
-    else:
+    elif model.has_codes:
         with phase(f"latent probe: classifiers on {len(train_x)} training codes"):
             metrics["probe"] = latent_probe(model, train_x, train_y, test_x, test_y)
         images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
@@ -258,16 +273,27 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
     return {**report, "findings": findings(report)}
 
 
+def sampling_time(model, count: int = 4) -> dict:
+    """Seconds per new image of ``model.sample`` (the class-0 images of a conditional model), over ``count``."""
+    labels = None if model.num_classes is None else np.zeros(count, "int32")
+    model.sample(count, labels=labels, seed=0)  # (traces the functions for this batch once)
+    start = time.monotonic()
+    model.sample(count, labels=labels, seed=0)
+    seconds = time.monotonic() - start
+    return {"images": count, "seconds_per_image": seconds / count}
+
+
 def summary_row(report: dict) -> dict:
-    """The headline figures of a report, as one row of the comparison table."""
+    """The headline figures of a report, as one row of the comparison table (blank where they do not apply)."""
     metrics, options = report["metrics"], report["options"]
+    reconstruction = metrics.get("reconstruction", {})
     row = {"run": Path(report["run"]).name, "dataset": report["dataset"]["name"],
            "train images": report["dataset"].get("train_images"), "epochs": options.get("epochs"),
            "model": options.get("model") or report["model"], "arch": report["architecture"],
            "latent": report["latent_dim"],
-           "test squared error": metrics["reconstruction"]["squared_error"],
+           "test squared error": reconstruction.get("squared_error"),
            "PCA squared error": (metrics.get("pca_baseline") or {}).get("squared_error"),
-           "PSNR (dB)": metrics["reconstruction"]["psnr"]}
+           "PSNR (dB)": reconstruction.get("psnr")}
     if "probe" in metrics:
         pca_key = next(k for k in metrics["probe"] if k.startswith("pca_"))
         row["probe codes (logreg / kNN)"] = _pair(metrics["probe"]["codes"])
@@ -276,12 +302,20 @@ def summary_row(report: dict) -> dict:
     auc = metrics["outlier_auc"]
     row["outlier AUC (noise / inverted / upside-down)"] = (f"{auc['noise']:.3f} / {auc['inverted']:.3f} / "
                                                             f"{auc['upside_down']:.3f}")
-    row["zero codes"] = f"{metrics['zero_fraction']:.1%}"
-    row["‖dz/dx‖_F"] = metrics["jacobian_norm"]
-    row["denoising gain, Gaussian / mask (dB)"] = (f"{metrics['denoising']['gaussian']['gain']:+.2f} / "
-                                                   f"{metrics['denoising']['mask']['gain']:+.2f}")
-    if "likelihood" in metrics:
-        row["ELBO / IWAE (nats)"] = f"{metrics['likelihood']['elbo']:.2f} / {metrics['likelihood']['iwae']:.2f}"
+    if "zero_fraction" in metrics:
+        row["zero codes"] = f"{metrics['zero_fraction']:.1%}"
+        row["‖dz/dx‖_F"] = metrics["jacobian_norm"]
+        row["denoising gain, Gaussian / mask (dB)"] = (f"{metrics['denoising']['gaussian']['gain']:+.2f} / "
+                                                       f"{metrics['denoising']['mask']['gain']:+.2f}")
+    likelihood = metrics.get("likelihood")
+    if likelihood:
+        row["test NLL (nats)"] = (f"{likelihood['nll']:.2f} exact" if likelihood.get("exact") else
+                                  f"<= {likelihood['nll']:.2f} (IWAE K = {likelihood['iwae_samples']})")
+        row["bits/dim"] = likelihood["bits_per_dim"]
+        if "elbo" in likelihood:
+            row["ELBO / IWAE (nats)"] = f"{likelihood['elbo']:.2f} / {likelihood['iwae']:.2f}"
+    if "sampling" in metrics:
+        row["sampling s/image"] = metrics["sampling"]["seconds_per_image"]
     return row
 
 

@@ -89,7 +89,8 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
     from keras_ae.models import Autoencoder
 
     if not isinstance(model, Autoencoder):
-        raise ExportError(f"{type(model).__name__} is not a keras_ae autoencoder")
+        raise ExportError(f"{type(model).__name__} is not a keras_ae autoencoder: only models with an encoder and a "
+                          "decoder export for serving (a PixelCNN is used from its model.keras)")
     if not model.prior.fitted:
         raise ExportError(f"{model.name}'s prior is not fitted: call model.fit_prior(training images) after "
                           "training (keras_ae.train.train does)")

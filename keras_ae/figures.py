@@ -37,35 +37,48 @@ def _decode(model, z, labels=None) -> np.ndarray:
     return np.asarray(model.decode(np.asarray(z, "float32"), labels))
 
 
+def _needs_codes(run, figure: str) -> None:
+    """Skip a figure of the latent space for a model without one (a density such as the PixelCNN)."""
+    if not run.model.has_codes:
+        raise Skipped(f"{figure} figure skipped: {type(run.model).__name__} has no code (no latent space)")
+
+
 def reconstructions(run) -> str:
+    """What the model does to test images (``figure_rows``): reconstructions, or a density's completions."""
     x, _, labels = _test(run, 10)
-    plots.image_rows(run.model.figure_rows(x, labels), run.folder / "reconstructions.png",
-                     title=_title(run, "test images"))
-    return "reconstructions.png"
+    name, what = (("reconstructions.png", "test images") if run.model.has_codes else
+                  ("completions.png", "bottom halves drawn pixel by pixel given the top halves"))
+    plots.image_rows(run.model.figure_rows(x, labels), run.folder / name, title=_title(run, what))
+    return name
 
 
 def code_heatmap(run) -> str:
+    _needs_codes(run, "codes")
     x, _, labels = _test(run, 64)
     plots.code_heatmap(run.model.codes(x, labels), run.folder / "codes.png", title=_title(run, "codes of 64 test images"))
     return "codes.png"
 
 
-def samples(run) -> str:
-    """Images decoded from codes of the model's prior; one row per class for a conditional model."""
-    model, columns = run.model, 10
+def samples(run, columns: int = 10) -> str:
+    """New images of the model (``sample``); one row per class for a conditional model. A density drawn
+    pixel by pixel gets fewer (``columns`` // 2 per row) for it takes H * W network passes."""
+    model = run.model
+    how = f"z ~ {model.prior.label}" if model.has_codes else "drawn pixel by pixel"
+    columns = columns if model.has_codes else columns // 2
     if model.num_classes:
-        rows = {f"y = {c}": _decode(model, model.prior.sample(columns, seed=c), np.full(columns, c))
-                for c in range(model.num_classes)}
-        plots.image_rows(rows, run.folder / "samples.png",
-                         title=_title(run, f"samples z ~ {model.prior.label}, one row per label"))
+        classes = range(model.num_classes)
+        drawn = np.asarray(model.sample(columns * len(classes), labels=np.repeat(classes, columns), seed=0))
+        rows = {f"y = {c}": drawn[c * columns:(c + 1) * columns] for c in classes}
+        plots.image_rows(rows, run.folder / "samples.png", title=_title(run, f"samples {how}, one row per label"))
     else:
-        plots.image_grid(_decode(model, model.prior.sample(columns * columns, seed=0)), run.folder / "samples.png",
-                         columns, title=_title(run, f"samples, z ~ {model.prior.label}"))
+        plots.image_grid(np.asarray(model.sample(columns * columns, seed=0)), run.folder / "samples.png", columns,
+                         title=_title(run, f"samples, {how}"))
     return "samples.png"
 
 
 def manifold(run, size: int = 15) -> str:
     """The decoder over a grid of codes: the prior's plane for a 2-D latent, else the test codes' main plane."""
+    _needs_codes(run, "manifold")
     model = run.model
     if model.latent_dim < 2:
         raise Skipped("manifold grid skipped: the latent has size 1; there is no 2-D plane to draw "
@@ -90,6 +103,7 @@ def manifold(run, size: int = 15) -> str:
 
 def code_scatter(run) -> str:
     """Test codes coloured by label: the code itself for 2-D latents, else projected on its main plane."""
+    _needs_codes(run, "code scatter")
     x, y, labels = _test(run)
     z = run.model.codes(x, labels)
     if z.shape[1] == 1:
@@ -125,6 +139,7 @@ def _pair_name(y, a: int, b: int) -> str:
 
 def interpolation(run, steps: int = 10) -> str:
     """Decoded straight lines between the codes of pairs of test images."""
+    _needs_codes(run, "interpolation")
     x, y, labels = _test(run, 200)
     z = run.model.codes(x, labels)
     rows = {}
@@ -144,6 +159,7 @@ def arithmetic(run) -> str:
     digits); and the run's ``attribute`` option, a binary attribute of the data such as CelebA's
     Smiling (s = mean code with it minus mean code without, added to images without it).
     """
+    _needs_codes(run, "arithmetic")
     model = run.model
     x, y, labels = _test(run)
     z = model.codes(x, labels)

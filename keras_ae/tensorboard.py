@@ -5,6 +5,8 @@
 - ``test``: the test split's metrics of results.json, as scalars at the last epoch;
 - HParams: the run's options beside those test metrics, so runs compare in the HParams tab;
 - Projector: the codes of up to ``PROJECTED`` test images with their labels and a sprite of the images.
+
+The images and the projector are for models with codes (autoencoders); a density model has neither.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class EpochImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         model = self.model
+        if not model.has_codes:  # a density model has no reconstruction, and sampling it takes H * W passes
+            return
         labels = self.labels if model.num_classes else None
         self.writer = self.writer or tf.summary.create_file_writer(str(self.folder))
         with self.writer.as_default():
@@ -67,6 +71,8 @@ def write_summary(logs, model, options: dict, test_metrics: dict, images: np.nda
             tf.summary.scalar(f"test_{name}", float(value), step=epoch)
     writer.flush()
 
+    if not model.has_codes:
+        return
     folder = logs / "projector"
     folder.mkdir(parents=True, exist_ok=True)
     images = np.asarray(images[:PROJECTED], "float32")

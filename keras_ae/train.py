@@ -187,7 +187,7 @@ def default_epochs(train_images: int, batch_size: int, steps_per_epoch: int | No
 
 
 def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
-    """``runs/<model>-<arch>-<dataset>``, then each option that differs from its default (``-latent-dim=3``),
+    """``runs/<model>-<arch>-<dataset>`` (no arch for a model without one), then each option that differs from its default (``-latent-dim=3``),
     so that runs which differ never collide; past MAX_RUN_NAME characters, a digest of those options."""
     import hashlib
 
@@ -195,8 +195,8 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
     from keras_ae.networks import DEFAULT_WIDTHS
 
     defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
-    arch = args.arch or defaults["arch"]
-    base = f"{args.model}-{arch}-{_dataset_slug(args.dataset)}"
+    arch = args.arch or defaults.get("arch")  # (a model without an architecture choice has none)
+    base = "-".join(part for part in (args.model, arch, _dataset_slug(args.dataset)) if part)
     names = [name for name in opts.declared_options(model_cls) if name != "arch"] + list(NAMED_FLAGS)
     differs = []
     for name in names:
@@ -276,7 +276,10 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
           options={**vars(args), "run_dir": str(run_dir)})
     _report(model, splits, run_dir, evaluate=not args.no_evaluate, iwae_samples=args.iwae_samples,
             quick=args.quick_eval)
-    if not args.no_export:
+    if not args.no_export and not model.has_codes:
+        log.info("export skipped: %s has no encoder and decoder to serve; it is used from model.keras "
+                 "(log_prob, sample, complete)", type(model).__name__)
+    elif not args.no_export:
         from keras_ae.export import export_run
 
         log.info("exported: %s", export_run(run_dir, args.export_root, name=args.export_name))
@@ -420,8 +423,9 @@ def _write_results(model, splits, run_dir: Path, batch_size: int) -> dict:
     from keras_ae.io import write_json
 
     test_metrics = model.evaluate(splits.pipeline("test", batch_size), verbose=0, return_dict=True)
-    reconstruction = evaluate.reconstruction_metrics(model, splits.pipeline("test", batch_size))
-    test_metrics.update({k: v for k, v in reconstruction.items() if k != "images"})
+    if model.has_codes:
+        reconstruction = evaluate.reconstruction_metrics(model, splits.pipeline("test", batch_size))
+        test_metrics.update({k: v for k, v in reconstruction.items() if k != "images"})
     history = run_dir / "history.csv"
     epochs = list(csv.DictReader(history.open())) if history.is_file() else []
     write_json(run_dir / "results.json", {

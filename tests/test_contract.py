@@ -20,6 +20,7 @@ from conftest import REPO
 from keras_ae import data, export, generate, options, serving, train
 from keras_ae.errors import ConfigError
 from keras_ae.models import MODELS, VAE, Autoencoder, ConditionalVAE, FittedGaussian, StandardNormal
+from keras_ae.models.base import ZooModel
 from keras_ae.options import Option, finite_float
 from keras_ae.runs import load_run
 
@@ -101,7 +102,7 @@ NOT_OPTIONS = {"self", "kwargs", *options.NOT_FLAGS}
 @pytest.mark.parametrize("name", MODELS)
 def test_every_constructor_argument_is_a_declared_option_and_back(name):
     cls = MODELS[name]
-    parameters = {p for klass in cls.__mro__ if issubclass(klass, Autoencoder) and "__init__" in vars(klass)
+    parameters = {p for klass in cls.__mro__ if issubclass(klass, ZooModel) and "__init__" in vars(klass)
                   for p in inspect.signature(klass.__init__).parameters}
     declared = set(options.declared_options(cls))
     assert parameters - NOT_OPTIONS == declared

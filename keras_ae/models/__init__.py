@@ -5,6 +5,7 @@ from keras_ae.models.base import Autoencoder
 from keras_ae.models.contractive import ContractiveAutoencoder
 from keras_ae.models.denoising import DenoisingAutoencoder
 from keras_ae.models.pca import PCA
+from keras_ae.models.pixelcnn import ConditionalPixelCNN, PixelCNN
 from keras_ae.models.priors import FittedGaussian, Prior, StandardNormal
 from keras_ae.models.sparse import SparseAutoencoder
 from keras_ae.models.vae import VAE, ConditionalVAE
@@ -17,6 +18,8 @@ MODELS = {
     "denoising": DenoisingAutoencoder,
     "vae": VAE,
     "cvae": ConditionalVAE,
+    "pixelcnn": PixelCNN,
+    "cpixelcnn": ConditionalPixelCNN,
 }
 
 
@@ -28,5 +31,5 @@ def model_class(name: str):
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
 
 
-__all__ = ["MODELS", "PCA", "VAE", "Autoencoder", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
-           "FittedGaussian", "Prior", "SparseAutoencoder", "StandardNormal", "model_class"]
+__all__ = ["MODELS", "PCA", "VAE", "Autoencoder", "ConditionalPixelCNN", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
+           "FittedGaussian", "PixelCNN", "Prior", "SparseAutoencoder", "StandardNormal", "model_class"]

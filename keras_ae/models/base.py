@@ -1,7 +1,9 @@
-"""The base class of the zoo: an encoder, a decoder, a prior, named loss terms and the training step.
+"""The base classes of the zoo: the shared training step, and the autoencoder (encoder, decoder, prior).
 
-Every model of keras_ae is a subclass of :class:`Autoencoder` and keeps one contract, so training,
-evaluation, figures and export never ask which model they hold:
+Every model of keras_ae is a :class:`ZooModel`: named loss terms, one ``train_step``/``test_step``,
+``outlier_score`` and ``likelihood_report``. Its ``has_codes`` says which family it belongs to, so
+training, evaluation, figures and export never ask which model they hold. The autoencoders
+(``has_codes``, subclasses of :class:`Autoencoder`) also keep this contract:
 
 - ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``codes(x)`` (batched, NumPy) and ``sample(n)``;
 - ``prior``: how new codes are drawn (:mod:`keras_ae.models.priors`), fitted by ``fit_prior`` when
@@ -78,6 +80,16 @@ def as_pixels(x):
     return x
 
 
+def binarize(x, seed):
+    """Dynamic binarization: each pixel becomes 1 with probability equal to its intensity (idempotent on {0, 1})."""
+    return ops.cast(keras.random.uniform(ops.shape(x), seed=seed) < x, x.dtype)
+
+
+def binarized_once(x, seed: int = 0) -> np.ndarray:
+    """One fixed binarization of images ``x`` (NumPy, seeded): the test split a binarized model is scored on."""
+    return (np.random.default_rng(seed).random(np.shape(x)) < x).astype("float32")
+
+
 def _share_of_global_batch(loss, batch_size):
     """This replica's batch-mean ``loss`` weighted by its share of the global batch.
 
@@ -116,8 +128,109 @@ def _call(network, inputs, what: str):
         raise ConfigError(f"{network.name} does not take {what}{conditional}: {one_line(error)[:200]}") from None
 
 
+class ZooModel(keras.Model):
+    """What every member of the zoo shares: named loss terms, the training and test steps, the metrics.
+
+    A subclass sets ``loss_terms``, ``options`` and ``has_codes``, builds its networks and
+    ``self.trackers = {name: self.tracker(name) for name in self.loss_terms}`` in its constructor, and
+    defines ``compute_losses``, ``outlier_score``, ``term_units`` and (with a density)
+    ``likelihood_report``. :class:`Autoencoder` is the family with an encoder, a decoder and codes;
+    :class:`keras_ae.models.pixelcnn.PixelCNN` the family with an exact density and no code.
+    """
+
+    loss_terms = ("loss",)
+    needs_labels = False  # conditional models must be trained on labelled data
+    has_codes = False  # True: encode/decode/codes/prior/reconstruct exist (the autoencoder contract)
+    options: dict = {}
+    num_classes = None
+
+    def tracker(self, term: str) -> keras.metrics.Metric:
+        """The metric that gathers a reported term over an epoch: the mean over its images by default."""
+        return keras.metrics.Mean(name=term)
+
+    def checked_labels(self, labels, count: int):
+        """``labels`` as int32 of length ``count`` (None for an unconditional model), or an InputError."""
+        return serving.check_labels(labels, count, self.num_classes, self.name)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuse, before training starts, a batch size this model cannot train with (no limit here)."""
+
+    def training_callbacks(self) -> list:
+        """Keras callbacks this model needs during ``fit`` (e.g. a KL warm-up schedule)."""
+        return []
+
+    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict | None:
+        """The model's log-likelihood figures on images ``x`` (nats per image), or None: it has no density."""
+        return None
+
+    def fit_prior(self, x, y=None, batch_size: int = 256) -> None:
+        """Fit what generation draws from to the training data once training has ended (nothing here)."""
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Keras's compile, without ``loss``/``metrics``: a zoo model's objective is its ``compute_losses``
+        and what it reports its ``loss_terms``; a loss or metrics given here would be ignored, so they
+        are refused."""
+        given = [name for name in ("loss", "metrics", "loss_weights", "weighted_metrics")
+                 if {"loss": loss, "metrics": metrics}.get(name, kwargs.get(name)) is not None]
+        if given:
+            raise ConfigError(f"{type(self).__name__}.compile takes no {', '.join(given)}: the model trains on its "
+                              f"own objective and reports {', '.join(self.loss_terms)}; choose the objective with "
+                              "its options (e.g. reconstruction='bce')")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Compile a loaded model as it was saved (Keras's own, which skips a model whose compile is its own)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = as_pixels(x)
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(x, y, training=True)
+            loss = self.optimizer.scale_loss(_share_of_global_batch(terms["loss"], ops.shape(x)[0]))
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self._track(terms, x)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build only the optimizer, in the strategy's scope.
+
+        Keras's own version (TensorFlow trainer) draws one batch from the training iterator when a
+        distribution strategy is set, to trace the model: that shifts the seeded shuffle by one
+        epoch (so a mirrored run would see other batches than a single-device one) and fails under
+        MultiWorkerMirroredStrategy. Our networks and metrics are built at construction, so only the
+        optimizer's variables remain to be created.
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = as_pixels(x)
+        return self._track(self.compute_losses(x, y, training=False), x)
+
+    def _track(self, terms, x):
+        """Update the per-epoch means (summed across replicas by Keras) and return them for the progress bar."""
+        batch = ops.cast(ops.shape(x)[0], "float32")
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name], sample_weight=batch)
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        workers = distribute.worker_shard(tf.distribute.get_strategy())
+        if workers is not None and workers[0] > 1:
+            # Keras 3.15 reduces step outputs of multi-worker training along axis 0, which scalars lack
+            # (a one-worker cluster is not reduced: its outputs stay scalars, as TensorBoard needs).
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
 @keras.saving.register_keras_serializable(package="keras_ae")
-class Autoencoder(keras.Model):
+class Autoencoder(ZooModel):
     """Undercomplete autoencoder: ``x -> z = e(x) -> x_hat = sigmoid(d(z))``.
 
     Args:
@@ -144,7 +257,7 @@ class Autoencoder(keras.Model):
 
     heads = ("z",)
     loss_terms = ("loss", "reconstruction")
-    needs_labels = False  # conditional models must be trained on labelled data
+    has_codes = True
     outlier_score_name = "squared reconstruction error"
     options = {
         "latent_dim": Option("size of the code z", positive_int),
@@ -207,10 +320,6 @@ class Autoencoder(keras.Model):
         self.prior = self.build_prior()
         self.trackers = {name: self.tracker(name) for name in self.loss_terms}
         self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
-
-    def tracker(self, term: str) -> keras.metrics.Metric:
-        """The metric that gathers a reported term over an epoch: the mean over its images by default."""
-        return keras.metrics.Mean(name=term)
 
     def build_networks(self):
         """The (encoder, decoder) pair for ``self.spec``; PCA overrides it with its linear maps."""
@@ -296,10 +405,6 @@ class Autoencoder(keras.Model):
         """The deterministic codes (a VAE's posterior means) of images ``x``, in batches, as NumPy."""
         return in_batches(self.encode, x, labels, batch_size)
 
-    def checked_labels(self, labels, count: int):
-        """``labels`` as int32 of length ``count`` (None for an unconditional model), or an InputError."""
-        return serving.check_labels(labels, count, self.num_classes, self.name)
-
     def sample(self, num: int, labels=None, seed=None):
         """``num`` new images from the decoder alone, codes drawn from ``self.prior`` (with ``labels`` when
         conditional; one label is used for all)."""
@@ -308,13 +413,6 @@ class Autoencoder(keras.Model):
     def figure_rows(self, x, labels=None) -> dict:
         """Rows of images that show what this model does to ``x`` (for the run folder's figure)."""
         return {"original": x, "reconstructed": self.reconstruct(x, labels)}
-
-    def check_batch_size(self, batch_size: int) -> None:
-        """Refuse, before training starts, a batch size this model cannot train with (no limit here)."""
-
-    def training_callbacks(self) -> list:
-        """Keras callbacks this model needs during ``fit`` (e.g. a KL warm-up schedule)."""
-        return []
 
     # ---- the objective ---------------------------------------------------------------------------
     def reconstruction_error(self, x, logits):
@@ -339,10 +437,6 @@ class Autoencoder(keras.Model):
         """Per-image outlier score (higher: less like the training data); here the squared reconstruction error."""
         return losses.squared_error(x, self.reconstruct(x, labels))
 
-    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict | None:
-        """The model's log-likelihood figures on images ``x`` (nats per image), or None: it has no density."""
-        return None
-
     # ---- the shared training mechanics -------------------------------------------------------
     def fit_prior(self, x, y=None, batch_size: int = 256) -> None:
         """Fit ``self.prior`` to the codes of the training images ``x``, once training has ended.
@@ -361,73 +455,10 @@ class Autoencoder(keras.Model):
         self.prior.fit(np.asarray(self.encode(images, labels if self.num_classes else None))
                        for images, labels in batches)
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """Keras's compile, without ``loss``/``metrics``: a zoo model's objective is its ``compute_losses``
-        and what it reports its ``loss_terms``; a loss or metrics given here would be ignored, so they
-        are refused."""
-        given = [name for name in ("loss", "metrics", "loss_weights", "weighted_metrics")
-                 if {"loss": loss, "metrics": metrics}.get(name, kwargs.get(name)) is not None]
-        if given:
-            raise ConfigError(f"{type(self).__name__}.compile takes no {', '.join(given)}: the model trains on its "
-                              f"own objective and reports {', '.join(self.loss_terms)}; choose the objective with "
-                              "its options (e.g. reconstruction='bce')")
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        """Compile a loaded model as it was saved (Keras's own, which skips a model whose compile is its own)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def term_units(self) -> dict:
         """The unit of each reported term (each is per image, summed over pixels), for figure labels."""
         unit = "squared error / image" if self.reconstruction == "mse" else "nats / image"
         return {"loss": unit, "reconstruction": unit}
-
-    def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x = as_pixels(x)
-        with tf.GradientTape() as tape:
-            terms = self.compute_losses(x, y, training=True)
-            loss = self.optimizer.scale_loss(_share_of_global_batch(terms["loss"], ops.shape(x)[0]))
-        gradients = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        return self._track(terms, x)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Build only the optimizer, in the strategy's scope.
-
-        Keras's own version (TensorFlow trainer) draws one batch from the training iterator when a
-        distribution strategy is set, to trace the model: that shifts the seeded shuffle by one
-        epoch (so a mirrored run would see other batches than a single-device one) and fails under
-        MultiWorkerMirroredStrategy. Our networks and metrics are built at construction, so only the
-        optimizer's variables remain to be created.
-        """
-        if self.optimizer is not None and not self.optimizer.built:
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
-
-    def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x = as_pixels(x)
-        return self._track(self.compute_losses(x, y, training=False), x)
-
-    def _track(self, terms, x):
-        """Update the per-epoch means (summed across replicas by Keras) and return them for the progress bar."""
-        batch = ops.cast(ops.shape(x)[0], "float32")
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name], sample_weight=batch)
-        results = {name: tracker.result() for name, tracker in self.trackers.items()}
-        workers = distribute.worker_shard(tf.distribute.get_strategy())
-        if workers is not None and workers[0] > 1:
-            # Keras 3.15 reduces step outputs of multi-worker training along axis 0, which scalars lack
-            # (a one-worker cluster is not reduced: its outputs stay scalars, as TensorBoard needs).
-            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
-        return results
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     # ---- export and serialization --------------------------------------------------------------
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):

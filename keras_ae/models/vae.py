@@ -28,7 +28,7 @@ from keras import ops
 
 from keras_ae import losses
 from keras_ae.errors import ConfigError
-from keras_ae.models.base import Autoencoder, in_batches, non_negative
+from keras_ae.models.base import Autoencoder, binarize, binarized_once, in_batches, non_negative
 from keras_ae.models.priors import StandardNormal
 from keras_ae.options import Option, finite_float, non_negative_int
 
@@ -39,11 +39,6 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E
 def reparameterize(mean, log_var, seed):
     """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I): a sample of q(z|x) differentiable in mean and log_var."""
     return mean + ops.exp(0.5 * log_var) * keras.random.normal(ops.shape(mean), seed=seed)
-
-
-def binarize(x, seed):
-    """Dynamic binarization: each pixel becomes 1 with probability equal to its intensity (idempotent on {0, 1})."""
-    return ops.cast(keras.random.uniform(ops.shape(x), seed=seed) < x, x.dtype)
 
 
 def active_units(means) -> int:
@@ -177,6 +172,8 @@ class VAE(Autoencoder):
         num_samples, chunk = int(num_samples), int(chunk)
         if num_samples < 1 or chunk < 1:
             raise ConfigError(f"num_samples (K) and chunk must be >= 1, got K={num_samples}, chunk={chunk}")
+        if isinstance(seed, int):  # one generator, so that every chunk draws new samples (reproducibly)
+            seed = keras.random.SeedGenerator(seed)
         x = ops.convert_to_tensor(x, "float32")
         mean, log_var = self.posterior(x, labels)
         count, latent = ops.shape(mean)
@@ -204,7 +201,7 @@ class VAE(Autoencoder):
                  len(x))
         start = time.monotonic()
         if self.binarize:
-            x = (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
+            x = binarized_once(x, seed)
         elbo = np.mean([in_batches(self.elbo_per_image, x, labels).mean() for _ in range(elbo_samples)])
         iwae = in_batches(lambda b, y: self.importance_weighted_log_likelihood(b, y, num_samples, chunk=100), x,
                           labels, batch_size=50)

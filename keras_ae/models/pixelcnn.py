@@ -1,0 +1,296 @@
+"""PixelCNN (van den Oord et al. 2016): an exact density p(x) = prod_i p(x_i | x_<i) over the pixels in raster order.
+
+Masked convolutions keep the order: the first layer (mask A) sees only the pixels above and to the
+left of each position, the later ones (mask B) also the position itself, so the output at a pixel
+is a function of the pixels before it and ``log p(x)`` is one network evaluation, exact. With several
+channels (RGB) the features are split into one group per channel and channel c of a pixel also sees
+channels < c of the same pixel.
+
+Two likelihoods: ``bernoulli`` for binary images (grey levels are binarized: afresh at every step in
+training, once and seeded for the report, as for the VAE's likelihood), and ``categorical``, a
+256-way softmax per pixel and channel over the grey levels. The conditional model p(x | y) adds a
+learned per-class bias to every layer. Sampling and completion are sequential: H * W * C network
+evaluations per batch of images, the price of an exact likelihood.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_ae import losses
+from keras_ae.errors import ConfigError
+from keras_ae.models.base import ZooModel, binarize, binarized_once, in_batches
+from keras_ae.options import Option, non_negative_int, positive_int
+
+log = logging.getLogger("keras_ae")
+LIKELIHOODS = ("bernoulli", "categorical")
+LEVELS = 256  # grey levels of the categorical likelihood
+MIN_SIDE = 4  # the smallest image side the model takes
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class MaskedConv2D(keras.layers.Conv2D):
+    """A 'same' Conv2D whose kernel sees only the positions before the centre in raster order.
+
+    ``mask_type`` "A" also hides the centre (the first layer: a pixel must not see itself), "B" keeps
+    it. With ``image_channels`` C > 1, input and output features are split into C groups in channel
+    order and at the centre group g sees groups < g (A) or <= g (B).
+    """
+
+    def __init__(self, filters, kernel_size, mask_type="B", image_channels=1, **kwargs):
+        if mask_type not in ("A", "B"):
+            raise ConfigError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        super().__init__(filters, kernel_size, padding="same", **kwargs)
+        self.mask_type, self.image_channels = mask_type, int(image_channels)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        rows, cols = self.kernel_size
+        inputs = int(input_shape[-1])
+        mask = np.ones((rows, cols, inputs, self.filters), "float32")
+        mask[rows // 2 + 1:] = 0.0
+        mask[rows // 2, cols // 2 + 1:] = 0.0
+        in_group = np.arange(inputs) * self.image_channels // inputs
+        out_group = np.arange(self.filters) * self.image_channels // self.filters
+        seen = out_group[None, :] > in_group[:, None] if self.mask_type == "A" else out_group[None, :] >= in_group[:, None]
+        mask[rows // 2, cols // 2] = seen
+        self.mask = ops.convert_to_tensor(mask)
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, kernel * ops.cast(self.mask, kernel.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding", None)
+        return {**config, "mask_type": self.mask_type, "image_channels": self.image_channels}
+
+
+def build_network(image_shape, filters: int, blocks: int, likelihood: str, num_classes=None) -> keras.Model:
+    """7x7 mask-A convolution, ``blocks`` residual blocks (1x1, 3x3, 1x1, mask B), two 1x1 layers, then the
+    logits: (H, W, C) for bernoulli, (H, W, C, 256) for categorical. A label adds a learned bias per layer."""
+    channels = image_shape[-1]
+    images = keras.Input(image_shape, name="images")
+    inputs = [images]
+    if num_classes is not None:
+        inputs.append(keras.Input((num_classes,), name="one_hot_labels"))
+
+    def with_label(h, name):
+        if num_classes is None:
+            return h
+        bias = keras.layers.Dense(h.shape[-1], use_bias=False, name=f"{name}_label")(inputs[1])
+        return keras.layers.Add(name=f"{name}_conditioned")([h, keras.layers.Reshape((1, 1, h.shape[-1]))(bias)])
+
+    def masked(h, width, kernel, mask, name):
+        return MaskedConv2D(width, kernel, mask, channels, name=name)(h)
+
+    h = with_label(masked(keras.layers.Rescaling(2.0, -1.0)(images), filters, 7, "A", "mask_a"), "mask_a")
+    for block in range(blocks):
+        r = masked(keras.layers.ReLU()(h), max(filters // 2, channels), 1, "B", f"block{block}_in")
+        r = masked(keras.layers.ReLU()(r), max(filters // 2, channels), 3, "B", f"block{block}_3x3")
+        r = masked(keras.layers.ReLU()(r), filters, 1, "B", f"block{block}_out")
+        h = with_label(keras.layers.Add(name=f"block{block}")([h, r]), f"block{block}")
+    h = masked(keras.layers.ReLU()(h), filters, 1, "B", "head")
+    per_channel = 1 if likelihood == "bernoulli" else LEVELS
+    logits = masked(keras.layers.ReLU()(h), channels * per_channel, 1, "B", "logits")
+    if per_channel > 1:
+        logits = keras.layers.Reshape((*image_shape, per_channel), name="levels")(logits)
+    return keras.Model(inputs if num_classes is not None else images, logits, name="pixelcnn")
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class PixelCNN(ZooModel):
+    """Autoregressive explicit density over images, trained by maximum likelihood.
+
+    Args:
+        input_shape: (H, W, C) of the images, pixels in [0, 1]; sides of at least 4.
+        filters: features of the masked convolutions.
+        blocks: residual blocks after the first (mask A) layer; each widens the receptive field by 2.
+        likelihood: ``"bernoulli"`` (binarized pixels) or ``"categorical"`` (256 grey levels).
+        num_classes: p(x | y): a label in ``range(num_classes)`` is given with the images.
+        seed: seed of the dynamic binarization.
+
+    Example:
+        >>> model = PixelCNN((28, 28, 1))
+        >>> model.compile(optimizer="adam")
+        >>> model.fit(train_ds, epochs=10)
+        >>> nats = -model.log_prob(binary_images)           # exact, per image
+        >>> images = model.sample(16, seed=0)               # 784 network evaluations
+    """
+
+    loss_terms = ("loss", "nll", "bits_per_dim")
+    outlier_score_name = "negative log-likelihood (nats)"
+    options = {
+        "filters": Option("pixelcnn: features of the masked convolutions", positive_int),
+        "blocks": Option("pixelcnn: residual blocks of masked 3x3 convolutions", non_negative_int),
+        "likelihood": Option("pixelcnn: Bernoulli per pixel of binarized images, or a 256-way softmax over grey "
+                             "levels", choices=LIKELIHOODS),
+    }
+
+    def __init__(self, input_shape=None, filters=64, blocks=7, likelihood="bernoulli", num_classes=None, seed=0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if input_shape is None or len(input_shape) != 3:
+            raise ConfigError(f"give input_shape (H, W, C), got {input_shape}")
+        self.input_shape_ = tuple(int(d) for d in input_shape)
+        if min(self.input_shape_[:2]) < MIN_SIDE:
+            raise ConfigError(f"a PixelCNN needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {self.input_shape_[:2]}")
+        if likelihood not in LIKELIHOODS:
+            raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+        if num_classes is not None and int(num_classes) < 2:
+            raise ConfigError(f"num_classes must be >= 2 for a conditional model, got {num_classes}")
+        self.filters, self.blocks, self.likelihood = int(filters), int(blocks), likelihood
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.seed = int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.network = build_network(self.input_shape_, self.filters, self.blocks, likelihood, self.num_classes)
+        self.trackers = {name: self.tracker(name) for name in self.loss_terms}
+        self.built = True
+
+    # ---- shapes ------------------------------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.input_shape_
+
+    @property
+    def latent_dim(self):
+        return None
+
+    @property
+    def architecture(self) -> str:
+        return "pixelcnn"
+
+    @property
+    def dims(self) -> int:
+        return int(np.prod(self.input_shape_))
+
+    # ---- the density -------------------------------------------------------------------------------
+    def observed(self, x):
+        """What the density is over: binary pixels (x as given: binarize it first) or grey levels / 255."""
+        if self.likelihood == "bernoulli":
+            return x
+        return ops.round(ops.clip(x, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
+
+    def logits(self, x, labels=None, training=False):
+        """Per-pixel logits: (N, H, W, C) for bernoulli, (N, H, W, C, 256) for categorical, in float32."""
+        x = ops.convert_to_tensor(x, "float32")
+        inputs = x if self.num_classes is None else [x, ops.one_hot(ops.cast(labels, "int32"), self.num_classes)]
+        return ops.cast(self.network(inputs, training=training), "float32")
+
+    def call(self, inputs, training=False):
+        """Images (and labels) -> per-pixel logits."""
+        images, labels = inputs if self.num_classes is not None else (inputs, None)
+        return self.logits(images, labels, training=training)
+
+    def nll_per_image(self, x, labels=None, training=False):
+        """-log p(x) in nats per image of ``observed`` pixels (exact: one network evaluation)."""
+        x = self.observed(x)
+        logits = self.logits(x, labels, training=training)
+        if self.likelihood == "bernoulli":
+            return losses.bernoulli_nll(x, logits)
+        levels = ops.cast(ops.round(x * (LEVELS - 1)), "int32")
+        per_pixel = keras.losses.sparse_categorical_crossentropy(levels, logits, from_logits=True)
+        return losses.sum_per_example(per_pixel)
+
+    def log_prob(self, x, labels=None, batch_size: int = 256) -> np.ndarray:
+        """log p(x) in nats per image, as NumPy, in batches (binary images for the Bernoulli likelihood)."""
+        labels = self.checked_labels(labels, len(x))
+        return -in_batches(self.nll_per_image, np.asarray(x, "float32"), labels, batch_size)
+
+    def compute_losses(self, x, y=None, training=False):
+        if self.likelihood == "bernoulli":
+            x = binarize(x, self.seed_generator)
+        nll = ops.mean(self.nll_per_image(x, y, training=training))
+        return {"loss": nll, "nll": nll, "bits_per_dim": nll / (self.dims * math.log(2.0))}
+
+    def outlier_score(self, x, labels=None):
+        """-log p(x) per image; binary images are those of ``x`` thresholded at 0.5 (deterministic)."""
+        if self.likelihood == "bernoulli":
+            x = ops.cast(x >= 0.5, "float32")
+        return self.nll_per_image(x, labels)
+
+    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict:
+        """The exact negative log-likelihood in nats per image and bits per dimension; Bernoulli models are
+        scored on one fixed binarization of ``x`` (seeded), the one the VAE's report uses."""
+        if self.likelihood == "bernoulli":
+            x = binarized_once(x, seed)
+        nll = -self.log_prob(x, labels)
+        return {"nll": float(nll.mean()), "bits_per_dim": float(nll.mean() / (self.dims * math.log(2.0))),
+                "exact": True, "binarized": self.likelihood == "bernoulli"}
+
+    # ---- generation: one pixel at a time -----------------------------------------------------------
+    @tf.function(reduce_retracing=True)
+    def _pixel_logits(self, x, labels, row, col, channel):
+        return self.logits(x, labels)[:, row, col, channel]
+
+    def complete(self, x, given_rows: int, labels=None, seed=None) -> np.ndarray:
+        """Images whose rows from ``given_rows`` on are drawn pixel by pixel given the rows above them
+        (H * W * C network evaluations for whole images: ``given_rows=0`` samples new ones)."""
+        x = np.array(self.observed(np.asarray(x, "float32")), "float32")
+        labels = self.checked_labels(labels, len(x))
+        rows, cols, channels = self.input_shape_
+        if not 0 <= given_rows <= rows:
+            raise ConfigError(f"given_rows must be in [0, {rows}], got {given_rows}")
+        x[:, given_rows:] = 0.0
+        rng = np.random.default_rng(seed)
+        start = time.monotonic()
+        for row in range(given_rows, rows):
+            for col in range(cols):
+                for channel in range(channels):
+                    logits = np.asarray(self._pixel_logits(x, labels, tf.constant(row), tf.constant(col),
+                                                           tf.constant(channel)), "float64")
+                    if self.likelihood == "bernoulli":
+                        x[:, row, col, channel] = rng.random(len(x)) < 1.0 / (1.0 + np.exp(-logits))
+                    else:
+                        level = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1)
+                        x[:, row, col, channel] = level / (LEVELS - 1)
+        evaluations = (rows - given_rows) * cols * channels
+        if evaluations and len(x):
+            self.last_sampling = {"images": len(x), "evaluations": evaluations, "seconds": time.monotonic() - start,
+                                  "seconds_per_image": (time.monotonic() - start) / len(x)}
+            log.info("sampling: %d images, %d network evaluations in %.1f s (%.3f s per image)", len(x),
+                     evaluations, self.last_sampling["seconds"], self.last_sampling["seconds_per_image"])
+        return x
+
+    def sample(self, num: int, labels=None, seed=None) -> np.ndarray:
+        """``num`` new images drawn pixel by pixel (with ``labels`` when conditional; one label is used for all)."""
+        labels = self.checked_labels(labels, num)
+        return self.complete(np.zeros((num, *self.input_shape_), "float32"), 0, labels, seed)
+
+    def figure_rows(self, x, labels=None) -> dict:
+        """Test images and their bottom halves drawn by the model given the top halves."""
+        top = self.input_shape_[0] // 2
+        if self.likelihood == "bernoulli":
+            x = binarized_once(x)
+        given = np.where(np.arange(self.input_shape_[0])[:, None, None] < top, x, 0.0)
+        return {"original": x, "top half given": given, "completed": self.complete(x, top, labels, seed=0)}
+
+    def term_units(self) -> dict:
+        return {"loss": "nats / image", "nll": "nats / image", "bits_per_dim": "bits / dim"}
+
+    def get_config(self):
+        return {"name": self.name, "input_shape": self.input_shape_, "filters": self.filters, "blocks": self.blocks,
+                "likelihood": self.likelihood, "num_classes": self.num_classes, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class ConditionalPixelCNN(PixelCNN):
+    """p(x | y): a PixelCNN that takes a label with the images; ``sample(n, labels=...)`` draws the asked class.
+
+    Args:
+        num_classes: number of label classes (>= 2); the training data must be labelled.
+        **kwargs: the options of :class:`PixelCNN`.
+    """
+
+    needs_labels = True
+
+    def __init__(self, input_shape=None, num_classes=None, **kwargs):
+        if num_classes is None:
+            raise ConfigError("the conditional PixelCNN needs labels: train it on a labelled dataset (num_classes)")
+        super().__init__(input_shape, num_classes=num_classes, **kwargs)
