@@ -18,6 +18,12 @@ folder's name), in the layout of :mod:`keras_ae.serving`::
     <N>/metadata.json               what a client needs: shapes, the prior to sample codes from, signatures,
                                     digests of every artifact of version N
 
+A PixelCNN (no code) exports ``density/<N>/`` instead, a SavedModel with the signatures ``log_prob``
+(also serving_default: images -> nats per image, an outlier score for a server) and ``sample`` (count,
+seed (+ label) -> images, the pixel-by-pixel loop in one graph), and ``<N>/next_pixel.tflite`` (one image
+-> every pixel's distribution given the pixels before it) that :mod:`keras_ae.generate` calls once per
+pixel on a device (:func:`density_module`).
+
 From Python, :func:`export_model` exports a model in memory (your own networks included) and
 :func:`export_run` the model of a run folder; ``model.export(path)`` is Keras's own export of the whole
 autoencoder (images -> reconstructions) as one SavedModel, without this layout.
@@ -86,12 +92,11 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
     float32 TFLite decoder and encoder. ``about`` adds entries to metadata.json (export_run gives the
     run's dataset and test metrics). Returns the version's folder ``<out_dir>/<name>/<version>``.
     """
-    from keras_ae.models import Autoencoder
+    from keras_ae.models.base import ZooModel
 
-    if not isinstance(model, Autoencoder):
-        raise ExportError(f"{type(model).__name__} is not a keras_ae autoencoder: only models with an encoder and a "
-                          "decoder export for serving (a PixelCNN is used from its model.keras)")
-    if not model.prior.fitted:
+    if not isinstance(model, ZooModel):
+        raise ExportError(f"{type(model).__name__} is not a keras_ae model")
+    if model.has_codes and not model.prior.fitted:
         raise ExportError(f"{model.name}'s prior is not fitted: call model.fit_prior(training images) after "
                           "training (keras_ae.train.train does)")
     name = name or model.name
@@ -113,18 +118,21 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
                               f"export with --version {max(serving.versions(model_dir)) + 1}")
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
         try:
-            signatures = _write_artifacts(model, staging, version, _calibration(model), quantize)
+            if model.has_codes:
+                signatures = _write_artifacts(model, staging, version, _calibration(model), quantize)
+            else:
+                signatures = _write_density_artifacts(model, staging, version)
             artifacts = {rel: {**_artifact_kind(rel, version), **serving.describe_artifact(staging / rel)}
                          for rel in _staged(staging, version)}
             write_json(staging / serving.metadata_path(version),
                        _metadata(model, name, version, signatures, artifacts, about or {}))
-            for rel in _commit_order(version):
+            for rel in _commit_order(version, _served(model)):
                 (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / rel, model_dir / rel)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         with atomic_path(model_dir / serving.SERVING_CONFIG) as tmp:
-            Path(tmp).write_text(serving.serving_config(model_dir, name, version))
+            Path(tmp).write_text(serving.serving_config(model_dir, name, version, _served(model)))
     return model_dir / str(version)
 
 
@@ -164,9 +172,14 @@ def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: 
     return version_dir
 
 
-def _commit_order(version: int) -> list[str]:
+def _served(model) -> tuple[str, ...]:
+    """The SavedModels of ``model``'s export: encoder and decoder, or the density of a model without codes."""
+    return ("encoder", "decoder") if model.has_codes else ("density",)
+
+
+def _commit_order(version: int, networks=tuple(MAIN_INPUT)) -> list[str]:
     """What an export renames into place, in order: the SavedModels, then the version folder with metadata.json."""
-    return [serving.saved_model_path(network, version) for network in MAIN_INPUT] + [str(version)]
+    return [serving.saved_model_path(network, version) for network in networks] + [str(version)]
 
 
 def _check_config(config: dict, path: Path) -> None:
@@ -274,7 +287,7 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
     import tensorflow as tf
 
     signatures = {}
-    for network in MAIN_INPUT:
+    for network in _served(model):
         log.info("exporting: %s SavedModel ...", network)
         module, function = serving_module(model, network, checked=True)
         tf.saved_model.save(module, str(staging / serving.saved_model_path(network, version)),
@@ -288,6 +301,98 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_tflite(module, function, variant, calibration))
     return signatures
+
+
+MAX_SAMPLES = 10_000  # images one call of a density's sample signature draws
+
+
+def density_module(model, checked: bool, batch: int | None = None):
+    """(tf.Module, {signature name: concrete function}) serving a density without codes (a PixelCNN).
+
+    - ``log_prob``: ``images`` [-1, H, W, C] in [0, 1] (+ ``label``) -> ``log_prob`` [-1], nats per
+      image (of the pixels the model observes: thresholded at 0.5 for a Bernoulli likelihood);
+    - ``sample``: ``count`` int32, ``seed`` int64 (+ ``label`` int32 [count]) -> ``images``, drawn
+      pixel by pixel in one graph (H * W * C network passes), reproducibly from the seed;
+    - ``next_pixel``: ``images`` (+ ``label``) -> ``probabilities`` of every pixel given the pixels
+      before it ([-1, H, W, C] of p(1), or [-1, H, W, C, 256] over grey levels), for a client that
+      draws the pixels itself (the TFLite file).
+    """
+    import tensorflow as tf
+
+    net, classes, shape = float32_network(model.network), model.num_classes, model.image_shape
+    positions = int(np.prod(shape))
+    bernoulli = model.likelihood == "bernoulli"
+
+    def logits(images, label):
+        return tf.cast(net([images, tf.one_hot(label, classes)] if classes else images, training=False), tf.float32)
+
+    def log_prob(**inputs):
+        if checked:
+            inputs = _asserted(inputs, "images", classes)
+        observed = model.observed(inputs["images"])
+        return {"log_prob": -model.nll_from_logits(observed, logits(observed, inputs.get("label")))}
+
+    def next_pixel(**inputs):
+        out = logits(model.observed(inputs["images"]), inputs.get("label"))
+        return {"probabilities": tf.sigmoid(out) if bernoulli else tf.nn.softmax(out, axis=-1)}
+
+    def sample(count, seed, label=None):
+        checks = [tf.debugging.Assert((count >= 1) & (count <= MAX_SAMPLES), [f"count must be in [1, {MAX_SAMPLES}]"])]
+        if classes:
+            checks += [tf.debugging.Assert(tf.reduce_all((label >= 0) & (label < classes)) &
+                                           tf.equal(tf.size(label), count),
+                                           [f"label needs one class id in [0, {classes - 1}] per image"])]
+        with tf.control_dependencies(checks):
+            images = tf.zeros(tf.concat([[count], shape], 0), tf.float32)
+
+        def draw(i, images):
+            row, col, channel = i // (shape[1] * shape[2]), (i // shape[2]) % shape[1], i % shape[2]
+            pixel = logits(images, label)[:, row, col, channel]
+            step_seed = tf.stack([seed, tf.cast(i, tf.int64)])
+            if bernoulli:
+                value = tf.cast(tf.random.stateless_uniform([count], step_seed) < tf.sigmoid(pixel), tf.float32)
+            else:
+                value = tf.cast(tf.random.stateless_categorical(pixel, 1, step_seed)[:, 0], tf.float32) / 255.0
+            here = tf.reshape(tf.one_hot(i, positions), [1, *shape])
+            return i + 1, images * (1.0 - here) + value[:, None, None, None] * here
+
+        _, images = tf.while_loop(lambda i, _: i < positions, draw, [tf.constant(0), images])
+        return {"images": images}
+
+    image_specs = {"images": tf.TensorSpec((batch, *shape), tf.float32, name="images")}
+    if classes:
+        image_specs["label"] = tf.TensorSpec((batch,), tf.int32, name="label")
+    sample_specs = {"count": tf.TensorSpec((), tf.int32, name="count"), "seed": tf.TensorSpec((), tf.int64, name="seed")}
+    if classes:
+        sample_specs["label"] = tf.TensorSpec((None,), tf.int32, name="label")
+    module = tf.Module()
+    module.network_variables = [variable.value for variable in net.variables]
+    module.log_prob = tf.function(log_prob, autograph=False)
+    module.next_pixel = tf.function(next_pixel, autograph=False)
+    module.sample = tf.function(sample, autograph=False)
+    return module, {"log_prob": module.log_prob.get_concrete_function(**image_specs),
+                    "next_pixel": module.next_pixel.get_concrete_function(**image_specs),
+                    "sample": module.sample.get_concrete_function(**sample_specs)}
+
+
+def _write_density_artifacts(model, staging: Path, version: int) -> dict:
+    """The density SavedModel (log_prob, also its serving_default, and sample) and the float32 TFLite
+    next-pixel model under ``staging``; return their signatures."""
+    import tensorflow as tf
+
+    log.info("exporting: density SavedModel (log_prob, sample) ...")
+    module, served = density_module(model, checked=True)
+    tf.saved_model.save(module, str(staging / serving.saved_model_path("density", version)),
+                        signatures={SIGNATURE: served["log_prob"], "log_prob": served["log_prob"],
+                                    "sample": served["sample"]})
+    log.info("exporting: next-pixel TFLite float32 ...")
+    module, functions = density_module(model, checked=False, batch=TFLITE_BATCH)
+    path = staging / serving.tflite_path("next_pixel", "float32", version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_tflite(module, functions["next_pixel"], "float32", {}))
+    return {"density": {"log_prob": _describe_signature(served["log_prob"], "log_prob"),
+                        "sample": _describe_signature(served["sample"], "sample")},
+            "next_pixel": _describe_signature(functions["next_pixel"])}
 
 
 def _tflite(module, function, variant: str, calibration: dict) -> bytes:
@@ -313,26 +418,28 @@ def _tflite(module, function, variant: str, calibration: dict) -> bytes:
 
 def _staged(staging: Path, version: int) -> list[str]:
     """The staged artifacts (paths relative to the model folder): the SavedModels, then the TFLite files."""
-    return ([serving.saved_model_path(network, version) for network in MAIN_INPUT]
+    return ([serving.saved_model_path(network, version) for network in MAIN_INPUT
+             if (staging / serving.saved_model_path(network, version)).is_dir()]
             + sorted(f"{version}/{p.name}" for p in (staging / str(version)).glob("*.tflite")))
 
 
 def _artifact_kind(rel: str, version: int) -> dict:
     """What metadata.json says an artifact is, from its path relative to the model folder."""
     if rel.endswith(".tflite"):
-        network, _, variant = Path(rel).name.removesuffix(".tflite").partition("_")
-        variant = variant or "float32"
+        stem = Path(rel).name.removesuffix(".tflite")  # <network>[_<variant>]; next_pixel is one network
+        network, variant = next(((stem[:-len(v) - 1], v) for v in VARIANTS if stem.endswith(f"_{v}")),
+                                (stem, "float32"))
         return {"kind": "tflite", "network": network, "variant": variant, "quantization": QUANTIZATION[variant],
                 "batch": TFLITE_BATCH}  # one row per call: every shape is static (XNNPACK cannot resize it)
     return {"kind": "saved_model", "network": rel.split("/")[0], "variant": "float32", "signature": SIGNATURE}
 
 
-def _describe_signature(function) -> dict:
+def _describe_signature(function, name: str = SIGNATURE) -> dict:
     def tensors(structure: dict) -> dict:
         return {key: {"dtype": value.dtype.name, "shape": [-1 if d is None else int(d) for d in value.shape]}
                 for key, value in sorted(structure.items())}
 
-    return {"name": SIGNATURE, "inputs": tensors(function.structured_input_signature[1]),
+    return {"name": name, "inputs": tensors(function.structured_input_signature[1]),
             "outputs": tensors(function.structured_outputs)}
 
 
@@ -354,7 +461,9 @@ def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict,
         "pixel_range": [0.0, 1.0],
         "num_classes": classes,
         "labels": None if classes is None else list(range(classes)),
-        "sampling": model.prior.describe(),
+        "sampling": model.prior.describe() if model.has_codes else {
+            "prior": serving.AUTOREGRESSIVE, "order": "raster: row by row, column by column, channel by channel",
+            "likelihood": model.likelihood, "levels": 2 if model.likelihood == "bernoulli" else 256},
         "dataset": None,
         "metrics": None,
         "trained_with": None,

@@ -1,4 +1,4 @@
-"""Sample images from an exported autoencoder, with its decoder alone.
+"""Sample images from an exported autoencoder, with its decoder alone (or from an exported PixelCNN).
 
     python -m keras_ae.generate export/vae-conv-mnist --num 64 --out samples.png
     python -m keras_ae.generate EXPORT --backend tflite --variant int8 --label 3 --seed 1
@@ -9,7 +9,9 @@ EXPORT is a model folder ``<root>/<name>`` written by :mod:`keras_ae.export` (it
 ``--version N``) or one version's folder ``<root>/<name>/<N>``. Codes are drawn from the model's prior
 as its ``metadata.json`` describes it (the N(0, I) of a VAE, or the Gaussian fitted to the training codes
 of a plain autoencoder), decoded by the exported decoder only (a TF Serving SavedModel, or a TFLite file
-run by ``ai_edge_litert``), and written as a PNG grid.
+run by ``ai_edge_litert``), and written as a PNG grid. An exported density (PixelCNN) is sampled pixel
+by pixel: by its SavedModel's ``sample`` signature, or on a device by its next-pixel TFLite file
+(``--backend tflite``), one call per pixel; the time per image is printed.
 
 This module is the client side of an export (the format is :mod:`keras_ae.serving`): it needs numpy,
 matplotlib, and TensorFlow for the ``saved_model`` backend or ``ai_edge_litert`` for ``tflite`` -- never
@@ -64,32 +66,71 @@ def load_encoder(export_dir, backend: str = "saved_model", version: int | None =
     return encode
 
 
+def load_density(export_dir, backend: str = "saved_model", version: int | None = None):
+    """(``sample(num, labels=None, seed=0) -> images``, metadata) of an exported density (a PixelCNN).
+
+    ``saved_model`` runs the SavedModel's ``sample`` signature (the whole pixel-by-pixel loop in one
+    graph); ``tflite`` drives the next-pixel TFLite file here, one call per pixel and image, drawing
+    each pixel with NumPy: what a device without TensorFlow runs. (The two draw different images for a
+    seed: their random generators differ.)
+    """
+    metadata = serving.read_metadata(export_dir, version)
+    if serving.networks(metadata) != ("density",):
+        raise InputError(f"{metadata['model_dir']} is an autoencoder: decode codes with load_decoder")
+    if backend == "saved_model":
+        run = _load(export_dir, "density", backend, "float32", metadata["version"], signature="sample")[1]
+
+        def sample(num, labels=None, seed=0) -> np.ndarray:
+            inputs = {"count": np.int32(num), "seed": np.int64(seed), **_label_input(metadata, labels, num)}
+            return run(inputs)["images"]
+
+        return sample, metadata
+    run = _load(export_dir, "next_pixel", backend, "float32", metadata["version"])[1]
+    shape, bernoulli = tuple(metadata["image_shape"]), metadata["sampling"]["likelihood"] == "bernoulli"
+
+    def sample_on_device(num, labels=None, seed=0) -> np.ndarray:
+        label = _label_input(metadata, labels, num)
+        rng, images = np.random.default_rng(seed), np.zeros((num, *shape), np.float32)
+        for position in np.ndindex(*shape):
+            p = run({"images": images, **label})["probabilities"][(slice(None), *position)]
+            if bernoulli:
+                images[(slice(None), *position)] = rng.random(num) < p
+            else:  # one categorical draw per image from its 256 grey-level probabilities
+                levels = (rng.random((num, 1)) > np.cumsum(p, axis=-1)).sum(axis=-1).clip(0, 255)
+                images[(slice(None), *position)] = levels / 255.0
+        return images
+
+    return sample_on_device, metadata
+
+
 def _label_input(metadata: dict, labels, count: int) -> dict:
     """``{"label": int32 [count]}`` for a conditional model, ``{}`` otherwise; InputError on a misfit."""
     labels = serving.check_labels(labels, count, metadata["num_classes"], metadata["name"])
     return {} if labels is None else {"label": labels}
 
 
-def _load(export_dir, network: str, backend: str, variant: str, version: int | None):
-    """(metadata, run) for one artifact: ``run`` maps a dict of named inputs to a dict of named outputs."""
+def _load(export_dir, network: str, backend: str, variant: str, version: int | None, signature: str = SIGNATURE):
+    """(metadata, run) for one artifact: ``run`` maps a dict of named inputs to a dict of named outputs
+    (through the SavedModel's ``signature``)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     metadata = serving.read_metadata(export_dir, version)
     path = serving.verified_artifact(metadata, network, backend, variant)
     try:
-        run, inputs = (_saved_model_runner if backend == "saved_model" else _tflite_runner)(path)
+        run, inputs = _saved_model_runner(path, signature) if backend == "saved_model" else _tflite_runner(path)
     except Exception as error:  # a file that matches its sha256 but is no model (or another format's)
         raise ArtifactError(f"{path}: cannot load it as a {backend} ({one_line(error)[:160]}); export the run "
                             "again") from None
-    serving.check_signature(metadata, network, inputs, path)
+    if signature == SIGNATURE:
+        serving.check_signature(metadata, network, inputs, path)
     return metadata, run
 
 
-def _saved_model_runner(path: Path):
-    """(run, {input name: shape}) of a SavedModel's serving signature."""
+def _saved_model_runner(path: Path, name: str = SIGNATURE):
+    """(run, {input name: shape}) of one signature of a SavedModel."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+    signature = tf.saved_model.load(str(path)).signatures[name]
 
     def run(inputs: dict) -> dict:  # ``signature`` keeps the loaded variables alive
         try:
@@ -172,6 +213,8 @@ def generate(args: argparse.Namespace) -> Path:
         if not 1 <= value <= MAX_IMAGES:
             raise InputError(f"{flag} must be in [1, {MAX_IMAGES}] (images in one grid), got {value}")
     metadata = serving.read_metadata(args.export_dir, args.version)
+    if serving.networks(metadata) == ("density",):
+        return _generate_density(args, metadata)
     codes, columns = _codes_and_columns(args, metadata)
     count = len(np.atleast_2d(codes))
     if count > MAX_IMAGES:
@@ -186,6 +229,30 @@ def generate(args: argparse.Namespace) -> Path:
     by_class = metadata["num_classes"] and args.label is None and not args.interpolate  # column c: class c
     image_grid(images, args.out, columns, title=title,
                column_titles=[f"y = {c}" for c in range(columns)] if by_class else None)
+    return Path(args.out)
+
+
+def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
+    """New images of an exported density, pixel by pixel (the time per image is printed), as a grid."""
+    import time
+
+    if args.codes or args.interpolate:
+        raise InputError(f"{metadata['model_dir']} is a density without codes ({metadata['model']}): it takes "
+                         "no --codes or --interpolate, only --num, --label and --seed")
+    if args.variant != "float32":
+        raise InputError(f"{metadata['model_dir']}: a density's TFLite file is float32 only")
+    classes = metadata["num_classes"]
+    labels = args.label if args.label is not None or not classes else np.arange(args.num) % classes
+    sample, _ = load_density(args.export_dir, args.backend, metadata["version"])
+    start = time.monotonic()
+    images = sample(args.num, labels, args.seed)
+    seconds = time.monotonic() - start
+    print(f"sampled {args.num} images pixel by pixel in {seconds:.1f} s ({seconds / args.num:.3f} s per image)",
+          file=sys.stderr)
+    columns = classes if classes and args.label is None else math.ceil(math.sqrt(args.num))
+    title = f"{metadata['name']} v{metadata['version']}: {args.backend}, drawn pixel by pixel"
+    image_grid(images, args.out, columns, title=title + (f", label {args.label}" if args.label is not None else ""),
+               column_titles=[f"y = {c}" for c in range(columns)] if classes and args.label is None else None)
     return Path(args.out)
 
 

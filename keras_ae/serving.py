@@ -7,6 +7,11 @@ name holds its numbered versions::
     <root>/<name>/decoder/<version>/    SavedModel (TF Serving base path: <root>/<name>/decoder)
     <root>/<name>/<version>/            metadata.json and the TFLite files of that version
 
+A density without a code (the PixelCNN) has one SavedModel instead of the two, ``<root>/<name>/density/``,
+with the signatures ``log_prob`` (images -> nats) and ``sample`` (count, seed -> images), and one TFLite
+file, ``<version>/next_pixel.tflite`` (an image -> the distribution of every pixel given those before it),
+that a client calls once per pixel; its ``metadata.json`` says ``sampling.prior: autoregressive``.
+
 ``metadata.json`` says what a client needs (shapes, pixel range, labels, the prior's description to
 sample codes from, signatures) and lists every artifact of its version with its sha256; paths are
 relative to ``<root>/<name>`` and never leave it. A version is complete once its ``metadata.json``
@@ -29,7 +34,8 @@ FORMAT_VERSION = 2  # of metadata.json; a client refuses other versions (1: kera
 SIGNATURE = "serving_default"
 BACKENDS = ("saved_model", "tflite")
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
-MAIN_INPUT = {"encoder": "images", "decoder": "z"}
+MAIN_INPUT = {"encoder": "images", "decoder": "z", "density": "images"}
+AUTOREGRESSIVE = "autoregressive"  # metadata.json's sampling.prior of a density drawn pixel by pixel (PixelCNN)
 METADATA = "metadata.json"
 SERVING_CONFIG = "models.config"  # TF Serving --model_config_file of a model folder: both networks, one version
 PRIORS = ("normal", "empirical_gaussian")
@@ -58,6 +64,13 @@ def metadata_path(version: int) -> str:
     return f"{version}/{METADATA}"
 
 
+def networks(metadata: dict) -> tuple[str, ...]:
+    """The SavedModels of an export: encoder and decoder of an autoencoder, the density of a PixelCNN."""
+    sampling = metadata.get("sampling")
+    return ("density",) if isinstance(sampling, dict) and sampling.get("prior") == AUTOREGRESSIVE else \
+        ("encoder", "decoder")
+
+
 def versions(model_dir) -> list[int]:
     """Every version number used in ``model_dir``, complete or not, sorted."""
     model_dir = Path(model_dir)
@@ -71,8 +84,9 @@ def complete_versions(model_dir) -> list[int]:
     return [v for v in versions(model_dir) if (Path(model_dir) / metadata_path(v)).is_file()]
 
 
-def serving_config(model_dir, name: str, version: int) -> str:
-    """A TF Serving model config (text protobuf) serving ``<name>-encoder`` and ``<name>-decoder`` at ``version``.
+def serving_config(model_dir, name: str, version: int, served=("encoder", "decoder")) -> str:
+    """A TF Serving model config (text protobuf) serving ``<name>-<network>`` for the ``served`` networks
+    (``<name>-encoder`` and ``<name>-decoder``, or ``<name>-density``) at ``version``.
 
     Each network has its own base path, so a server following "latest" in each could pair a new
     encoder with an old decoder while an export is being committed; this config pins both to one
@@ -81,7 +95,7 @@ def serving_config(model_dir, name: str, version: int) -> str:
     entries = "".join(
         f"  config {{\n    name: \"{name}-{network}\"\n    base_path: \"{Path(model_dir).resolve() / network}\"\n"
         f"    model_platform: \"tensorflow\"\n    model_version_policy {{ specific {{ versions: {version} }} }}\n  }}\n"
-        for network in MAIN_INPUT)
+        for network in served)
     return f"model_config_list {{\n{entries}}}\n"
 
 
@@ -150,7 +164,10 @@ def read_metadata(export_dir, version: int | None = None) -> dict:
     if metadata["version"] != version:
         raise ArtifactError(f"{path}: says version {metadata['version']!r:.40}, but it is the metadata of version "
                             f"{version}")
-    if not _positive_int(metadata["latent_dim"]):
+    if networks(metadata) == ("density",):
+        if metadata["latent_dim"] is not None:
+            raise ArtifactError(f"{path}: a density has no code, but latent_dim is {metadata['latent_dim']!r:.80}")
+    elif not _positive_int(metadata["latent_dim"]):
         raise ArtifactError(f"{path}: latent_dim must be a positive integer, got {metadata['latent_dim']!r:.80}")
     if not (isinstance(shape, list) and len(shape) == 3 and all(_positive_int(size) for size in shape)):
         raise ArtifactError(f"{path}: image_shape must be [H, W, C] of positive integers, got {shape!r:.80}")
@@ -194,8 +211,7 @@ def verified_artifact(metadata: dict, network: str, backend: str, variant: str) 
 def check_signature(metadata: dict, network: str, inputs: dict, path) -> None:
     """An ArtifactError unless a loaded artifact takes the inputs metadata.json promises (``inputs``: name ->
     shape, -1 or the fixed batch first): an edited latent_dim, image_shape or num_classes is caught here."""
-    main = MAIN_INPUT[network]
-    shape = [metadata["latent_dim"]] if network == "decoder" else list(metadata["image_shape"])
+    main, shape = ("z", [metadata["latent_dim"]]) if network == "decoder" else ("images", list(metadata["image_shape"]))
     expected = {main: shape, **({"label": []} if metadata["num_classes"] else {})}
     found = {name: list(dims)[1:] for name, dims in inputs.items()}
     if found != expected:

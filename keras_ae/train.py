@@ -276,10 +276,7 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
           options={**vars(args), "run_dir": str(run_dir)})
     _report(model, splits, run_dir, evaluate=not args.no_evaluate, iwae_samples=args.iwae_samples,
             quick=args.quick_eval)
-    if not args.no_export and not model.has_codes:
-        log.info("export skipped: %s has no encoder and decoder to serve; it is used from model.keras "
-                 "(log_prob, sample, complete)", type(model).__name__)
-    elif not args.no_export:
+    if not args.no_export:
         from keras_ae.export import export_run
 
         log.info("exported: %s", export_run(run_dir, args.export_root, name=args.export_name))

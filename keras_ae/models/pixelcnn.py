@@ -172,9 +172,10 @@ class PixelCNN(ZooModel):
 
     # ---- the density -------------------------------------------------------------------------------
     def observed(self, x):
-        """What the density is over: binary pixels (x as given: binarize it first) or grey levels / 255."""
+        """What the density is over: binary pixels (grey ones thresholded at 0.5: binarize images first to
+        score them as a binarized model is trained) or grey levels k / 255."""
         if self.likelihood == "bernoulli":
-            return x
+            return ops.cast(x >= 0.5, "float32")
         return ops.round(ops.clip(x, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
 
     def logits(self, x, labels=None, training=False):
@@ -191,15 +192,18 @@ class PixelCNN(ZooModel):
     def nll_per_image(self, x, labels=None, training=False):
         """-log p(x) in nats per image of ``observed`` pixels (exact: one network evaluation)."""
         x = self.observed(x)
-        logits = self.logits(x, labels, training=training)
+        return self.nll_from_logits(x, self.logits(x, labels, training=training))
+
+    def nll_from_logits(self, observed, logits):
+        """-log p(x) per image from the network's logits for the ``observed`` pixels (export uses it too)."""
         if self.likelihood == "bernoulli":
-            return losses.bernoulli_nll(x, logits)
-        levels = ops.cast(ops.round(x * (LEVELS - 1)), "int32")
+            return losses.bernoulli_nll(observed, logits)
+        levels = ops.cast(ops.round(observed * (LEVELS - 1)), "int32")
         per_pixel = keras.losses.sparse_categorical_crossentropy(levels, logits, from_logits=True)
         return losses.sum_per_example(per_pixel)
 
     def log_prob(self, x, labels=None, batch_size: int = 256) -> np.ndarray:
-        """log p(x) in nats per image, as NumPy, in batches (binary images for the Bernoulli likelihood)."""
+        """log p(x) in nats per image, as NumPy, in batches (of ``observed`` pixels: binary ones for Bernoulli)."""
         labels = self.checked_labels(labels, len(x))
         return -in_batches(self.nll_per_image, np.asarray(x, "float32"), labels, batch_size)
 
@@ -210,9 +214,7 @@ class PixelCNN(ZooModel):
         return {"loss": nll, "nll": nll, "bits_per_dim": nll / (self.dims * math.log(2.0))}
 
     def outlier_score(self, x, labels=None):
-        """-log p(x) per image; binary images are those of ``x`` thresholded at 0.5 (deterministic)."""
-        if self.likelihood == "bernoulli":
-            x = ops.cast(x >= 0.5, "float32")
+        """-log p(x) per image (of ``x`` thresholded at 0.5 for the Bernoulli likelihood: deterministic)."""
         return self.nll_per_image(x, labels)
 
     def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict:
