@@ -261,6 +261,20 @@ def test_tfds_path_offline_with_mock_data(tmp_path, monkeypatch):
     assert labels.dtype == np.int64 and labels.min() >= 0 and labels.max() < 10
 
 
+def test_binarized_mnist_is_a_named_tfds_dataset_of_zeros_and_ones(tmp_path):
+    """TFDS stores binarized_mnist's fixed binarization as uint8 0/1; the pipeline gives pixels 0.0 and 1.0
+    (not 1/255), with its own train/validation/test (offline, mock data)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with tfds.testing.mock_data(num_examples=20):
+        splits = data.load("binarized_mnist", data_dir=str(empty), validation_fraction=0.25)
+    assert "binarized_mnist" in data.known_datasets() and splits.source == "tfds:binarized_mnist"
+    images = splits.arrays("train")[0]
+    assert splits.image_shape == (28, 28, 1) and set(np.unique(images)) == {0.0, 1.0}
+    assert not splits.train.has_labels
+
+
 def test_nothing_available_lists_every_place(tmp_path, monkeypatch):
     constants = pytest.importorskip("tensorflow_datasets").core.constants
     monkeypatch.setattr(constants, "DATA_DIR", str(tmp_path / "tfds"))  # no prepared TFDS data

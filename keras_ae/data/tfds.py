@@ -20,7 +20,11 @@ from keras_ae.data.images import crop_resize
 from keras_ae.data.split import THREADS, Loaded, Split, digest, pair_up
 from keras_ae.errors import DataError
 
-TFDS_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped", "celeb_a")
+TFDS_DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn_cropped",
+                 "celeb_a")
+# Datasets whose uint8 images hold 0 and 1 (binarized_mnist: Larochelle & Murray's fixed binarization):
+# stored as 0 and 255, so the one scaling to [0, 1] of every image gives them back as 0 and 1.
+BINARY = ("binarized_mnist",)
 # The central square kept before resizing, where the literature crops: CelebA's 178x218 photos to the face.
 CROPS = {"celeb_a": 148}
 REGISTRY = ("storage.googleapis.com", 443)  # where TFDS downloads prepared datasets from first
@@ -66,11 +70,14 @@ class TFDSSplit(Split):
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(self)))  # Keras then knows an epoch's steps
         if shard is not None:
             ds = ds.shard(*shard)
-        shape, resize, crop = self.image_shape, self.resize, self.crop
+        shape, resize, crop, binary = self.image_shape, self.resize, self.crop, self.name in BINARY
         with_label = attribute is not None or (labels and self.has_labels)
 
         def pick(i, example):
-            image = crop_resize(example["image"], shape[:2], crop) if resize else example["image"]
+            image = example["image"]
+            if binary:
+                image = tf.where(image > 0, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
+            image = crop_resize(image, shape[:2], crop) if resize else image
             image = tf.ensure_shape(image, shape)
             label = example["attributes"][attribute] if attribute is not None else example.get("label")
             return (image, tf.cast(label, tf.int64)) if with_label else image
