@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--iwae-samples", type=int, default=1000, help="K of the VAEs' importance-weighted bound")
     options = parser.parse_args()
     extra = dict(item.split("=", 1) for item in options.extra)
-    labels = options.rows.split(",") + [label for label in extra if label not in ROWS]
+    labels = [label for label in options.rows.split(",") if label] + [label for label in extra if label not in ROWS]
 
     splits = data.load(options.dataset, seed=options.seed)
     test_x, test_y = splits.arrays("test")

@@ -30,7 +30,7 @@ from keras_ae import losses
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, binarize, binarized_once, in_batches, non_negative
 from keras_ae.models.priors import StandardNormal
-from keras_ae.options import Option, finite_float, non_negative_int
+from keras_ae.options import Option, finite_float, non_negative_int, positive_int
 
 log = logging.getLogger("keras_ae")
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E_q[z_u]) > 0.01
@@ -79,6 +79,9 @@ class VAE(Autoencoder):
         binarize: binarize the inputs afresh at every step (dynamic binarization).
         free_bits: minimum nats of KL per latent unit counted in the loss (0: off).
         kl_warmup_epochs: ramp the KL weight linearly from 0 to 1 over this many epochs (0: off).
+        iwae_k: K > 1 trains on the importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k|x)
+            (tighter than the ELBO, at K decoder passes per image); the reported terms stay the
+            one-sample ones.
         seed: seed of the reparameterization noise and the binarization.
         **kwargs: the network options of :class:`Autoencoder`; your own ``encoder`` returns
             ``{"z_mean": ..., "z_log_var": ...}``.
@@ -93,10 +96,12 @@ class VAE(Autoencoder):
         "free_bits": Option("minimum KL per latent unit counted in the loss (0: off)", finite_float, metavar="NATS"),
         "kl_warmup_epochs": Option("ramp the KL weight linearly from 0 to 1 over N epochs (0: off)",
                                    non_negative_int, metavar="N"),
+        "iwae_k": Option("train on the importance-weighted bound with K samples per image (IWAE, Burda et al. "
+                         "2015; 1: the ELBO)", positive_int, metavar="K"),
     }
 
     def __init__(self, input_shape=None, beta=1.0, reconstruction="bce", binarize=False, free_bits=0.0,
-                 kl_warmup_epochs=0, seed=0, **kwargs):
+                 kl_warmup_epochs=0, iwae_k=1, seed=0, **kwargs):
         if reconstruction not in ("bce", "gaussian"):
             raise ConfigError(f"a VAE needs a likelihood: reconstruction 'bce' (Bernoulli) or 'gaussian', "
                               f"got {reconstruction!r}")
@@ -105,9 +110,14 @@ class VAE(Autoencoder):
         beta, free_bits = non_negative("beta", beta), non_negative("free_bits", free_bits)
         if int(kl_warmup_epochs) < 0:
             raise ConfigError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}")
+        if int(iwae_k) < 1:
+            raise ConfigError(f"iwae_k must be >= 1, got {iwae_k}")
+        if int(iwae_k) > 1 and (beta != 1.0 or free_bits or int(kl_warmup_epochs)):
+            raise ConfigError("--iwae-k trains on the importance-weighted bound of log p(x), which has no KL term "
+                              "to weight: drop --beta, --free-bits and --kl-warmup-epochs")
         super().__init__(input_shape, reconstruction=reconstruction, **kwargs)
         self.beta, self.binarize, self.free_bits = beta, bool(binarize), free_bits
-        self.kl_warmup_epochs, self.seed = int(kl_warmup_epochs), int(seed)
+        self.kl_warmup_epochs, self.iwae_k, self.seed = int(kl_warmup_epochs), int(iwae_k), int(seed)
         self.kl_weight = keras.Variable(0.0 if self.kl_warmup_epochs else 1.0, trainable=False, name="kl_weight")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
@@ -140,8 +150,12 @@ class VAE(Autoencoder):
         kl = ops.mean(ops.sum(kl_units, axis=-1))
         kl_in_loss = ops.sum(ops.maximum(ops.mean(kl_units, axis=0), self.free_bits)) if self.free_bits else kl
         elbo = -(reconstruction + kl)
+        loss = reconstruction + self.beta * self.kl_weight * kl_in_loss
+        if self.iwae_k > 1:  # -log (1/K) sum_k w_k, which the single-sample terms above only report
+            weights = self.log_weights(x, y, self.iwae_k, self.seed_generator, training)
+            loss = -ops.mean(ops.logsumexp(weights, axis=0) - math.log(self.iwae_k))
         return {
-            "loss": reconstruction + self.beta * self.kl_weight * kl_in_loss,
+            "loss": loss,
             "reconstruction": reconstruction,
             "kl": kl,
             "elbo": elbo,
@@ -160,6 +174,22 @@ class VAE(Autoencoder):
         """-ELBO per image in nats (one sample of z)."""
         return -self.elbo_per_image(x, labels)
 
+    def log_weights(self, x, labels, k: int, seed=None, training=False, posterior=None):
+        """log p(x, z_k) - log q(z_k | x) for k draws z_k ~ q(z|x) per image: a (k, N) tensor, differentiable.
+
+        ``posterior``: (mean, log_var) of ``x`` when already computed."""
+        mean, log_var = self.posterior(x, labels, training=training) if posterior is None else posterior
+        count, latent = ops.shape(mean)
+        eps = keras.random.normal((k, count, latent), seed=seed)
+        z = mean + ops.exp(0.5 * log_var) * eps
+        flat_z = ops.reshape(z, (k * count, latent))
+        repeated_x = ops.reshape(ops.tile(x[None], (k, 1, 1, 1, 1)), (k * count, *self.image_shape))
+        repeated_labels = None if labels is None else ops.tile(ops.convert_to_tensor(labels), (k,))
+        log_px_z = -self.reconstruction_error(repeated_x, self.decode_logits(flat_z, repeated_labels,
+                                                                              training=training))
+        log_qz = -0.5 * ops.sum(ops.square(eps) + log_var + math.log(2.0 * math.pi), axis=-1)
+        return ops.reshape(log_px_z + self.prior.log_prob(flat_z), (k, count)) - log_qz
+
     def importance_weighted_log_likelihood(self, x, labels=None, num_samples: int = 1000, chunk: int = 100,
                                            seed=None) -> np.ndarray:
         """Per-image importance-weighted estimate of log p(x), in nats (Burda et al. 2015).
@@ -175,22 +205,12 @@ class VAE(Autoencoder):
         if isinstance(seed, int):  # one generator, so that every chunk draws new samples (reproducibly)
             seed = keras.random.SeedGenerator(seed)
         x = ops.convert_to_tensor(x, "float32")
-        mean, log_var = self.posterior(x, labels)
-        count, latent = ops.shape(mean)
-        log_weights = []
-        for start in range(0, num_samples, chunk):
-            k = min(chunk, num_samples - start)
-            eps = keras.random.normal((k, count, latent), seed=seed)
-            z = mean + ops.exp(0.5 * log_var) * eps
-            flat_z = ops.reshape(z, (k * count, latent))
-            repeated_x = ops.reshape(ops.tile(x[None], (k, 1, 1, 1, 1)), (k * count, *self.image_shape))
-            repeated_labels = None if labels is None else ops.tile(ops.convert_to_tensor(labels), (k,))
-            log_px_z = -self.reconstruction_error(repeated_x, self.decode_logits(flat_z, repeated_labels))
-            log_pz = self.prior.log_prob(flat_z)
-            log_qz = -0.5 * ops.sum(ops.square(eps) + log_var + math.log(2.0 * math.pi), axis=-1)
-            log_weights.append(ops.reshape(log_px_z + log_pz, (k, count)) - log_qz)
-        log_weights = ops.concatenate(log_weights, axis=0)
-        return np.asarray(ops.logsumexp(log_weights, axis=0) - math.log(num_samples))
+        posterior = self.posterior(x, labels)
+        # log-sum-exp of each chunk, combined: memory of one chunk of samples, whatever K
+        totals = [ops.logsumexp(self.log_weights(x, labels, min(chunk, num_samples - start), seed,
+                                                 posterior=posterior), axis=0)
+                  for start in range(0, num_samples, chunk)]
+        return np.asarray(ops.logsumexp(ops.stack(totals), axis=0) - math.log(num_samples))
 
     def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0, elbo_samples: int = 5) -> dict:
         """ELBO and importance-weighted log p(x) (K = ``num_samples``) in nats per image, KL and active units.
@@ -219,7 +239,7 @@ class VAE(Autoencoder):
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta, "binarize": self.binarize, "free_bits": self.free_bits,
-                "kl_warmup_epochs": self.kl_warmup_epochs, "seed": self.seed}
+                "kl_warmup_epochs": self.kl_warmup_epochs, "iwae_k": self.iwae_k, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
