@@ -127,9 +127,9 @@ class PixelCNN(ZooModel):
     loss_terms = ("loss", "nll", "bits_per_dim")
     outlier_score_name = "negative log-likelihood (nats)"
     options = {
-        "filters": Option("pixelcnn: features of the masked convolutions", positive_int),
-        "blocks": Option("pixelcnn: residual blocks of masked 3x3 convolutions", non_negative_int),
-        "likelihood": Option("pixelcnn: Bernoulli per pixel of binarized images, or a 256-way softmax over grey "
+        "filters": Option("features of the masked convolutions", positive_int),
+        "blocks": Option("residual blocks of masked 3x3 convolutions", non_negative_int),
+        "likelihood": Option("Bernoulli per pixel of binarized images, or a 256-way softmax over grey "
                              "levels", choices=LIKELIHOODS),
     }
 
