@@ -247,8 +247,8 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
                        f"{baseline['train_images']} / {reconstruction['images']}",
                        "jacobian_norm": min(jacobian_images, len(test_x))})
     else:
-        notes.append(f"reconstruction, PCA baseline, codes, denoising, compression and the latent probe do not "
-                     f"apply: {type(model).__name__} has no code")
+        notes.append(f"reconstruction, PCA baseline, codes, denoising, compression, the latent probe and the "
+                     f"latent-space figures do not apply: {type(model).__name__} has no code")
     with phase(f"outlier scores of {len(test_x)} test images and 3 kinds of outliers"):
         metrics.update({"outlier_auc": outlier_detection(model, test_x, labels),
                         "outlier_score": model.outlier_score_name})

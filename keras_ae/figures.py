@@ -217,10 +217,15 @@ FIGURES = {"reconstructions": reconstructions, "codes": code_heatmap, "samples":
            "training_curves": training_curves}
 
 
+LATENT_FIGURES = ("codes", "manifold", "code_scatter", "interpolation", "arithmetic")  # need a model with codes
+
+
 def write_all(run, which=None) -> tuple[list[str], list[str]]:
-    """Write the figures named in ``which`` (all by default); returns (file names written, notes on skipped ones)."""
+    """Write the figures named in ``which`` (all by default; for a model without codes, all but the
+    latent-space ones); returns (file names written, notes on skipped ones)."""
     written, skipped = [], []
-    for name in which or FIGURES:
+    which = which or [name for name in FIGURES if run.model.has_codes or name not in LATENT_FIGURES]
+    for name in which:
         try:
             written.append(FIGURES[name](run))
         except Skipped as reason:

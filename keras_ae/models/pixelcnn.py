@@ -164,7 +164,7 @@ class PixelCNN(ZooModel):
 
     @property
     def architecture(self) -> str:
-        return "pixelcnn"
+        return "masked-conv"
 
     @property
     def dims(self) -> int:
