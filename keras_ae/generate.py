@@ -244,6 +244,9 @@ def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     classes = metadata["num_classes"]
     labels = args.label if args.label is not None or not classes else np.arange(args.num) % classes
     sample, _ = load_density(args.export_dir, args.backend, metadata["version"])
+    passes = int(np.prod(metadata["image_shape"]))
+    print(f"sampling {args.num} images pixel by pixel ({passes} network passes{' per image' * (args.backend == 'tflite')}"
+          ") ...", file=sys.stderr)
     start = time.monotonic()
     images = sample(args.num, labels, args.seed)
     seconds = time.monotonic() - start
