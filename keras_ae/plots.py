@@ -29,7 +29,10 @@ def image_grid(images: np.ndarray, path, columns: int = 10, title: str | None = 
 def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None, column_titles=None) -> None:
     """Rows of images (rows may differ in length; missing cells stay empty)."""
     columns = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
+    title = _wrapped(title, columns * 0.9)
+    lines = 0 if not title else title.count("\n") + 1
+    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0 + 0.3 + 0.2 * lines),
+                             squeeze=False)
     for r, (name, images) in enumerate(rows):
         for c in range(columns):
             ax = axes[r, c]
@@ -47,6 +50,13 @@ def _draw_rows(rows: list[tuple[str, np.ndarray]], path, title: str | None, colu
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _wrapped(title: str | None, width_inches: float) -> str | None:
+    """``title`` broken into lines that fit a figure ``width_inches`` wide at 10 points (no clipped titles)."""
+    import textwrap
+
+    return title and textwrap.fill(title, max(24, int(width_inches * 12)))
 
 
 def code_heatmap(codes: np.ndarray, path, title: str | None = None) -> None:

@@ -222,3 +222,17 @@ def test_the_manifold_is_one_seamless_picture_of_the_grid_in_order(tmp_path):
     np.testing.assert_allclose(canvas[::2, ::3, 0], [[0.0, 0.1, 0.2], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8]])
     plots.mosaic(images, 3, tmp_path / "m.png", (np.array([-1.0, 0.0, 1.0]),) * 2, title="t")
     assert (tmp_path / "m.png").stat().st_size > 0
+
+
+def test_long_titles_are_wrapped_to_the_figure_not_clipped(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from keras_ae import plots
+
+    seen = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (seen.append(fig), plt.close(fig)))
+    title = "cpixelcnn (masked-conv) on mnist: samples drawn pixel by pixel, one row per label"
+    plots.image_rows({"y = 0": np.zeros((5, 4, 4, 1))}, tmp_path / "s.png", title=title)
+    drawn = seen[0]._suptitle.get_text()
+    assert "\n" in drawn and drawn.replace("\n", " ") == title
+    assert max(map(len, drawn.split("\n"))) <= 5 * 0.9 * 12
