@@ -252,12 +252,10 @@ class PixelCNN(ZooModel):
                     else:
                         level = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1)
                         x[:, row, col, channel] = level / (LEVELS - 1)
-        evaluations = (rows - given_rows) * cols * channels
+        evaluations, seconds = (rows - given_rows) * cols * channels, time.monotonic() - start
         if evaluations and len(x):
-            self.last_sampling = {"images": len(x), "evaluations": evaluations, "seconds": time.monotonic() - start,
-                                  "seconds_per_image": (time.monotonic() - start) / len(x)}
             log.info("sampling: %d images, %d network evaluations in %.1f s (%.3f s per image)", len(x),
-                     evaluations, self.last_sampling["seconds"], self.last_sampling["seconds_per_image"])
+                     evaluations, seconds, seconds / len(x))
         return x
 
     def sample(self, num: int, labels=None, seed=None) -> np.ndarray:

@@ -130,9 +130,11 @@ class VAE(Autoencoder):
         return heads["z_mean"], heads["z_log_var"]
 
     # ---- the objective ---------------------------------------------------------------------------
-    def terms_per_image(self, x, labels=None, training=False, seed=None):
-        """(posterior mean, -log p(x|z) per image with z ~ q(z|x), KL per latent unit), all in nats."""
-        mean, log_var = self.posterior(x, labels, training=training)
+    def terms_per_image(self, x, labels=None, training=False, seed=None, posterior=None):
+        """(posterior mean, -log p(x|z) per image with z ~ q(z|x), KL per latent unit), all in nats.
+
+        ``posterior``: (mean, log_var) of ``x`` when already computed."""
+        mean, log_var = self.posterior(x, labels, training=training) if posterior is None else posterior
         z = reparameterize(mean, log_var, seed)
         reconstruction = self.reconstruction_error(x, self.decode_logits(z, labels, training=training))
         return mean, reconstruction, losses.kl_per_unit(mean, log_var)
@@ -145,14 +147,15 @@ class VAE(Autoencoder):
     def compute_losses(self, x, y=None, training=False):
         if self.binarize:
             x = binarize(x, self.seed_generator)
-        mean, reconstruction, kl_units = self.terms_per_image(x, y, training, self.seed_generator)
+        posterior = self.posterior(x, y, training=training)
+        mean, reconstruction, kl_units = self.terms_per_image(x, y, training, self.seed_generator, posterior)
         reconstruction = ops.mean(reconstruction)
         kl = ops.mean(ops.sum(kl_units, axis=-1))
         kl_in_loss = ops.sum(ops.maximum(ops.mean(kl_units, axis=0), self.free_bits)) if self.free_bits else kl
         elbo = -(reconstruction + kl)
         loss = reconstruction + self.beta * self.kl_weight * kl_in_loss
         if self.iwae_k > 1:  # -log (1/K) sum_k w_k, which the single-sample terms above only report
-            weights = self.log_weights(x, y, self.iwae_k, self.seed_generator, training)
+            weights = self.log_weights(x, y, self.iwae_k, self.seed_generator, training, posterior)
             loss = -ops.mean(ops.logsumexp(weights, axis=0) - math.log(self.iwae_k))
         return {
             "loss": loss,
