@@ -17,7 +17,8 @@ autoencoder of the same shape (or PCA fitted on the same training split), by wha
 
 The squared error of each row beside the plain AE's is the cost of the regularizer. `--extra LABEL=FLAGS`
 adds flags to one row (to measure an alternative default), `--only LABELS` runs some rows (with their
-references). Writes ``benchmarks/results/defaults.json`` and prints a markdown table.
+references); such a trial (or one with --epochs) only prints its table. The run at the defaults writes
+``benchmarks/results/defaults.json``; every run prints a markdown table.
 """
 
 from __future__ import annotations
@@ -124,11 +125,11 @@ def main() -> None:
             row["job"]["met"] = row["job"]["value"] >= row["job"]["target"] if better else \
                 row["job"]["value"] <= row["job"]["target"]
 
-    RESULTS.mkdir(exist_ok=True)
-    name = "defaults.json" if not extra and options.only is None else "defaults-trial.json"
-    (RESULTS / name).write_text(json.dumps({
-        "dataset": splits.source, "train_images": len(train_x), "test_images": len(test_x), "seed": options.seed,
-        "rows": rows}, indent=2) + "\n")
+    if not extra and options.only is None and options.epochs is None:  # a trial only prints its table
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "defaults.json").write_text(json.dumps({
+            "dataset": splits.source, "train_images": len(train_x), "test_images": len(test_x),
+            "seed": options.seed, "rows": rows}, indent=2) + "\n")
     print("| row | flags | epochs | train s | test squared error | the job | measured | target |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, row in rows.items():

@@ -26,6 +26,7 @@ import argparse
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -234,8 +235,6 @@ def generate(args: argparse.Namespace) -> Path:
 
 def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     """New images of an exported density, pixel by pixel (the time per image is printed), as a grid."""
-    import time
-
     if args.codes or args.interpolate:
         raise InputError(f"{metadata['model_dir']} is a density without codes ({metadata['model']}): it takes "
                          "no --codes or --interpolate, only --num, --label and --seed")

@@ -260,7 +260,6 @@ class PixelCNN(ZooModel):
 
     def sample(self, num: int, labels=None, seed=None) -> np.ndarray:
         """``num`` new images drawn pixel by pixel (with ``labels`` when conditional; one label is used for all)."""
-        labels = self.checked_labels(labels, num)
         return self.complete(np.zeros((num, *self.input_shape_), "float32"), 0, labels, seed)
 
     def figure_rows(self, x, labels=None) -> dict:
