@@ -22,8 +22,10 @@ def _patterns(count=4, seed=0):
     return (np.random.default_rng(seed).random((count, 4, 4, 1)) < 0.5).astype("float32")
 
 
-def _trained(model, x, y=None, epochs=20):
+def _trained(build, x, y=None, epochs=20):
+    """``build()`` trained on ``x`` (and labels ``y``), seeded before it is built: the same weights every run."""
     keras.utils.set_random_seed(0)
+    model = build()
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     return model
@@ -34,7 +36,7 @@ def two_patterns():
     """A PixelCNN trained on 4x4 binary images that are one of two patterns, 3:1."""
     patterns = _patterns(2)
     x = patterns[np.r_[np.zeros(1500, int), np.ones(500, int)]]
-    return patterns, _trained(PixelCNN((4, 4, 1), filters=16, blocks=1), x)
+    return patterns, _trained(lambda: PixelCNN((4, 4, 1), filters=16, blocks=1), x)
 
 
 def test_exp_log_prob_sums_to_one_over_all_65536_binary_4x4_images(two_patterns):
@@ -47,7 +49,8 @@ def test_exp_log_prob_sums_to_one_over_all_65536_binary_4x4_images(two_patterns)
 
 def test_the_conditional_density_sums_to_one_for_every_label():
     x, y = _patterns(2)[np.r_[np.zeros(200, int), np.ones(200, int)]], np.r_[np.zeros(200), np.ones(200)]
-    model = _trained(ConditionalPixelCNN((4, 4, 1), num_classes=2, filters=8, blocks=1), x, y.astype("int32"), 5)
+    model = _trained(lambda: ConditionalPixelCNN((4, 4, 1), num_classes=2, filters=8, blocks=1), x,
+                     y.astype("int32"), 5)
     for label in (0, 1):
         p = np.exp(model.log_prob(EVERY_4x4, np.full(len(EVERY_4x4), label), batch_size=8192).astype("float64"))
         assert abs(p.sum() - 1.0) < 1e-4
@@ -116,8 +119,7 @@ def test_the_vae_importance_weighted_bound_approaches_its_exact_marginal_as_k_gr
     estimate at large K closes most of that gap (averaged over images and seeds, for its weights are
     heavy-tailed), and the Monte Carlo ELBO agrees with the quadrature one."""
     x = _patterns(4)[np.random.default_rng(1).integers(0, 4, 1000)]
-    keras.utils.set_random_seed(0)
-    vae = _trained(VAE((4, 4, 1), latent_dim=1, widths=(32,)), x, epochs=15)
+    vae = _trained(lambda: VAE((4, 4, 1), latent_dim=1, widths=(32,)), x, epochs=15)
 
     def on_grid(images, points):
         """log p(x, z) for every image and every z of a grid on [-8, 8], and the grid."""
