@@ -31,6 +31,7 @@ from keras_ae import options as opts
 from keras_ae.errors import ConfigError, KerasAEError, exit_code
 
 log = logging.getLogger("keras_ae")
+LR_SCHEDULES = ("constant", "cosine")
 MIN_EPOCHS, MIN_STEPS = 10, 1200  # the default training length: enough steps on a small dataset (digits: 100)
 PRIOR_IMAGES = 50_000  # training images whose codes a plain autoencoder's Gaussian prior is fitted on, at most
 BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
@@ -98,6 +99,9 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                           help="end each epoch after N batches (the data repeats), for datasets whose epoch is "
                                "long; validation then uses at most N batches (default: one pass over the data)")
     training.add_argument("--learning-rate", type=opts.positive_float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
+                          help="constant: --learning-rate throughout; cosine: decayed from it to 0 along a half "
+                               "cosine over the training's steps (BENCHMARKS.md measures both)")
     training.add_argument("--early-stopping", type=opts.non_negative_int, default=0, metavar="PATIENCE",
                           help="stop when the validation loss has not improved for PATIENCE epochs and keep "
                                "the best weights (0: off)")
@@ -173,7 +177,7 @@ def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
-NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "steps_per_epoch", "seed", "limit", "image_size",
+NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "steps_per_epoch", "seed", "limit", "image_size",
                "validation_fraction")  # besides the model's options: the flags a run folder's name shows
 MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
 
@@ -269,7 +273,7 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
         model = model_cls(**kwargs)
     train(model, splits, run_dir, epochs=args.epochs or default_epochs(len(splits.train), args.batch_size,
                                                                        args.steps_per_epoch),
-          batch_size=args.batch_size, learning_rate=args.learning_rate,
+          batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
           steps_per_epoch=args.steps_per_epoch, early_stopping=args.early_stopping, seed=args.seed,
           jit_compile=args.jit_compile,
           verbose=(1 if sys.stdout.isatty() else 2) if args.verbose is None else args.verbose, overwrite=args.overwrite,
@@ -283,14 +287,15 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
 
 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
-          steps_per_epoch: int | None = None, early_stopping: int = 0, seed: int = 0, jit_compile: bool = False,
+          lr_schedule: str = "constant", steps_per_epoch: int | None = None, early_stopping: int = 0, seed: int = 0, jit_compile: bool = False,
           verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
     epoch (the same call resumes a killed run from its last good epoch, after checking that the data
     is the data it was trained on), fits the model's prior to the training codes (at most
-    ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. A NaN or infinite loss
+    ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. ``lr_schedule`` is one
+    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run. A NaN or infinite loss
     stops training with a KerasAEError naming the epoch and the last good checkpoint; an unreadable
     image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
     (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
@@ -301,7 +306,9 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     """
     from keras_ae import runs
 
-    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
                 "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
                 "jit_compile": jit_compile}
     run_dir = Path(run_dir)
@@ -338,15 +345,16 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
                               "model: give the flags it was trained with, or --overwrite to start again")
         runs.check_same_data(folder / "config.json", config, splits)
     model.check_batch_size(batch_size)
+    shard = distribute.worker_shard(model.distribute_strategy)
     with model.distribute_strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]), jit_compile=settings["jit_compile"])
+        model.compile(optimizer=keras.optimizers.Adam(_learning_rate(settings, splits, shard)),
+                      jit_compile=settings["jit_compile"])
         initial_epoch = backup.restore(model)
     if initial_epoch:
         log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, epochs)
     runs.write_config(folder, model, splits, options={**settings, **(options or {})})
     _log_start(model, splits)
 
-    shard = distribute.worker_shard(model.distribute_strategy)
     if shard is not None:
         log.info("multi-worker: worker %d of %d reads shard %d of %d (%d of the %d training images)", shard[1],
                  shard[0], shard[1], shard[0], len(range(shard[1], len(splits.train), shard[0])), len(splits.train))
@@ -365,6 +373,20 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     tensorboard.write_summary(folder / "logs", model, {**settings, **(options or {})}, test_metrics, test_x, test_y,
                               epoch=max(0, epochs - 1))
     return run_dir
+
+
+def _learning_rate(settings: dict, splits, shard):
+    """Adam's learning rate: the number, or for ``lr_schedule="cosine"`` a cosine decay from it to 0 over
+    every step of the run (the step count is in the optimizer's state, so a resumed run continues the curve)."""
+    import math
+
+    import keras
+
+    if settings["lr_schedule"] == "constant":
+        return settings["learning_rate"]
+    images = len(splits.train) if shard is None else len(range(shard[1], len(splits.train), shard[0]))
+    steps = settings["steps_per_epoch"] or max(1, math.ceil(images / settings["batch_size"]))
+    return keras.optimizers.schedules.CosineDecay(settings["learning_rate"], decay_steps=settings["epochs"] * steps)
 
 
 def _log_start(model, splits) -> None:

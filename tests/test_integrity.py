@@ -144,6 +144,25 @@ def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(tmp_path, monkeypa
     assert json.loads((run_dir / "results.json").read_text())["epochs_run"] == 4
 
 
+def test_a_cosine_learning_rate_resumed_after_a_kill_ends_at_zero(tmp_path, monkeypatch, capsys):
+    """The schedule runs over the steps of all epochs; the backup carries its step count across a resume."""
+    import keras
+
+    run_dir = tmp_path / "R"
+    stop_at(monkeypatch, callbacks.Backup, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 2)
+    assert train_cli(run_dir, "--epochs", "4", "--lr-schedule", "cosine", "--learning-rate", "0.002") == 130
+    monkeypatch.undo()
+    half = keras.models.load_model(run_dir / "backup" / "epoch-0002.keras").optimizer
+    steps_per_epoch = int(half.iterations.numpy()) // 2
+    assert steps_per_epoch == 7  # --limit 400 training images at 64 a batch
+    assert float(half.learning_rate.numpy()) == pytest.approx(0.001, rel=1e-4)  # half-way down the cosine
+    assert train_cli(run_dir, "--epochs", "4", "--lr-schedule", "cosine", "--learning-rate", "0.002") == 0
+    done = keras.models.load_model(run_dir / "model.keras").optimizer
+    assert int(done.iterations.numpy()) == 4 * steps_per_epoch
+    assert float(done.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)
+    assert json.loads((run_dir / "config.json").read_text())["options"]["lr_schedule"] == "cosine"
+
+
 def test_a_kill_between_the_history_and_the_checkpoint_keeps_them_in_step(tmp_path, monkeypatch):
     """The history row of an epoch is written first; a kill before its checkpoint is cut back on resume."""
     import keras
