@@ -38,7 +38,7 @@ MAIN_INPUT = {"encoder": "images", "decoder": "z", "density": "images"}
 AUTOREGRESSIVE = "autoregressive"  # metadata.json's sampling.prior of a density drawn pixel by pixel (PixelCNN)
 METADATA = "metadata.json"
 SERVING_CONFIG = "models.config"  # TF Serving --model_config_file of a model folder: both networks, one version
-PRIORS = ("normal", "empirical_gaussian")
+PRIORS = ("normal", "empirical_gaussian", "mixture")
 REQUIRED_KEYS = ("name", "version", "latent_dim", "image_shape", "num_classes", "sampling", "signatures",
                  "artifacts")
 
@@ -234,15 +234,21 @@ def sample_codes(sampling: dict, num: int, seed: int | None = 0) -> np.ndarray:
         raise ArtifactError(f"metadata.json: unknown sampling {sampling!r:.80}; export the run again")
     rng = np.random.default_rng(seed)
     try:
-        mean = np.asarray(sampling["mean"], np.float64)
         if sampling["prior"] == "normal":
+            mean = np.asarray(sampling["mean"], np.float64)
             codes = rng.normal(mean, np.asarray(sampling["std"], np.float64), size=(int(num), len(mean)))
+        elif sampling["prior"] == "mixture":  # a component per code by its weight, then its Gaussian
+            weights = np.asarray(sampling["weights"], np.float64)
+            picks = rng.choice(len(weights), size=int(num), p=weights / weights.sum())
+            codes = rng.normal(np.asarray(sampling["means"], np.float64)[picks],
+                               np.asarray(sampling["std"], np.float64)[picks])
         else:
+            mean = np.asarray(sampling["mean"], np.float64)
             codes = rng.multivariate_normal(mean, np.asarray(sampling["covariance"], np.float64), size=int(num),
                                             check_valid="ignore")  # SVD: singular covariances (dead units) are fine
         with np.errstate(over="ignore", invalid="ignore"):
             codes = np.asarray(codes, np.float64).astype(np.float32)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, IndexError) as error:
         raise ArtifactError(f"metadata.json: corrupt sampling entry ({one_line(error)}); export the run again") \
             from None
     if codes.ndim != 2 or not np.isfinite(codes).all():

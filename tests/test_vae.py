@@ -180,3 +180,67 @@ def test_iwae_k_trains_on_the_importance_weighted_bound():
     assert np.mean(model.importance_weighted_log_likelihood(x, num_samples=100, seed=0)) > before + 1.0
     with pytest.raises(ConfigError, match="drop --beta"):
         VAE((8, 8, 1), iwae_k=5, beta=2.0)
+
+
+# ---------------------------------------------------------------- the learned mixture prior
+
+def mixture(latent_dim, weights, means, stds):
+    from keras_ae.models.priors import GaussianMixture
+
+    prior = GaussianMixture(latent_dim, len(weights))
+    prior.logits.assign(np.log(weights))
+    prior.means.assign(np.asarray(means, "float32"))
+    prior.log_vars.assign(2 * np.log(np.asarray(stds, "float32")))
+    return prior
+
+
+def test_the_mixture_prior_is_a_density_and_its_description_samples_it():
+    import json
+
+    from keras_ae import serving
+
+    weights, means, stds = [0.5, 0.3, 0.2], [[-2.0, 0.0], [1.0, 3.0], [2.0, -1.0]], [[0.5, 1.0], [1.0, 0.3], [0.7, 0.7]]
+    prior = mixture(2, weights, means, stds)
+    grid = np.linspace(-8, 8, 401)
+    points = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2).astype("float32")
+    mass = np.exp(np.asarray(prior.log_prob(points))).sum() * (grid[1] - grid[0]) ** 2
+    assert mass == pytest.approx(1.0, abs=1e-3)
+    described = json.loads(json.dumps(prior.describe()))  # what an export writes and a client reads
+    codes = serving.sample_codes(described, 30_000, seed=2)
+    np.testing.assert_array_equal(codes, prior.sample(30_000, seed=2))
+    nearest = np.argmax(np.stack([np.log(w) - 0.5 * np.sum(((codes - m) / s) ** 2 + 2 * np.log(s), -1)
+                                  for w, m, s in zip(weights, np.array(means), np.array(stds))]), 0)
+    np.testing.assert_allclose(np.bincount(nearest) / len(codes), weights, atol=0.02)  # (overlap is small)
+    np.testing.assert_allclose(codes.mean(0), np.average(means, axis=0, weights=weights), atol=0.05)
+    centre, directions, spreads = prior.principal_plane()
+    np.testing.assert_allclose(centre, codes.mean(0), atol=0.05)
+    np.testing.assert_allclose(spreads[0], np.linalg.eigvalsh(np.cov(codes, rowvar=False))[-1] ** 0.5, rtol=0.03)
+
+
+def test_a_vae_with_a_one_component_standard_mixture_has_the_standard_kl_in_expectation():
+    model = VAE((8, 8, 1), latent_dim=3, mixture_prior=1)
+    plain = mixture(3, [1.0], [[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]])
+    model.prior.set_weights(plain.get_weights())
+    mean, log_var = rng.normal(size=(4, 3)).astype("float32"), (rng.normal(size=(4, 3)) * 0.3).astype("float32")
+    z = reparameterize(np.repeat(mean[None], 20_000, 0).reshape(-1, 3), np.repeat(log_var[None], 20_000, 0)
+                       .reshape(-1, 3), keras.random.SeedGenerator(0))
+    estimate = np.asarray(model.kl_per_image(np.tile(mean, (20_000, 1)), np.tile(log_var, (20_000, 1)), z))
+    np.testing.assert_allclose(estimate.reshape(20_000, 4).mean(0), losses.kl_to_standard_normal(mean, log_var),
+                               rtol=0.05, atol=0.02)
+
+
+def test_a_mixture_prior_trains_with_the_model_and_is_saved_with_it(digits, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = VAE(digits.image_shape, latent_dim=3, widths=(32,), mixture_prior=4, binarize=True)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = [w.copy() for w in model.prior.get_weights()]
+    model.fit(digits.pipeline("train", 64, seed=0), epochs=3, verbose=0)
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(model.prior.get_weights(), before))
+    test_x, _ = digits.arrays("test")
+    report = model.likelihood_report(test_x[:100], num_samples=50)
+    assert report["iwae"] >= report["elbo"] - 0.5 and np.isfinite(report["kl"])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.prior.sample(5, seed=1), model.prior.sample(5, seed=1))
+    with pytest.raises(KerasAEError, match="free-bits"):
+        VAE((8, 8, 1), latent_dim=3, mixture_prior=4, free_bits=0.5)

@@ -2,13 +2,14 @@
 
 The encoder gives q(z|x) = N(z_mean, exp(z_log_var)); a code is drawn with the reparameterization
 trick z = mean + sigma * eps, so gradients reach both mean and sigma; the decoder gives p(x|z),
-Bernoulli (``reconstruction="bce"``) or Gaussian (``"gaussian"``); the prior p(z) is N(0, I). The
-objective, per image:
+Bernoulli (``reconstruction="bce"``) or Gaussian (``"gaussian"``); the prior p(z) is N(0, I), or with
+``mixture_prior=K`` a mixture of K Gaussians learned with the model. The objective, per image:
 
-    loss = reconstruction + beta * w * KL(q(z|x) || N(0, I)),   ELBO = -(reconstruction + KL)
+    loss = reconstruction + beta * w * KL(q(z|x) || p(z)),   ELBO = -(reconstruction + KL)
 
-with the reconstruction -log p(x|z) summed over pixels and the closed-form KL summed over latent
-units, both in nats, then averaged over the batch. w ramps from 0 to 1 over ``kl_warmup_epochs``
+with the reconstruction -log p(x|z) summed over pixels and the KL (closed form, summed over latent
+units, for N(0, I); log q(z|x) - log p(z) at the sampled z for the learned prior), both in nats,
+then averaged over the batch. w ramps from 0 to 1 over ``kl_warmup_epochs``
 (:class:`KLWarmup`); ``free_bits`` keeps each unit's batch-mean KL at or above that many nats in
 the loss (Kingma et al. 2016), so the optimiser stops pushing units into collapse.
 
@@ -29,7 +30,7 @@ from keras import ops
 from keras_ae import losses
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, binarize, binarized_once, in_batches, non_negative
-from keras_ae.models.priors import StandardNormal
+from keras_ae.models.priors import GaussianMixture, StandardNormal
 from keras_ae.options import Option, finite_float, non_negative_int, positive_int
 
 log = logging.getLogger("keras_ae")
@@ -82,6 +83,8 @@ class VAE(Autoencoder):
         iwae_k: K > 1 trains on the importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k|x)
             (tighter than the ELBO, at K decoder passes per image); the reported terms stay the
             one-sample ones.
+        mixture_prior: K > 0 learns the prior as a mixture of K diagonal Gaussians
+            (:class:`~keras_ae.models.priors.GaussianMixture`) instead of N(0, I).
         seed: seed of the reparameterization noise and the binarization.
         **kwargs: the network options of :class:`Autoencoder`; your own ``encoder`` returns
             ``{"z_mean": ..., "z_log_var": ...}``.
@@ -98,10 +101,12 @@ class VAE(Autoencoder):
                                    non_negative_int, metavar="N"),
         "iwae_k": Option("train on the importance-weighted bound with K samples per image (IWAE, Burda et al. "
                          "2015; 1: the ELBO)", positive_int, metavar="K"),
+        "mixture_prior": Option("learn the prior p(z) as a mixture of K Gaussians, trained with the model "
+                                "(0: N(0, I))", non_negative_int, metavar="K"),
     }
 
     def __init__(self, input_shape=None, beta=1.0, reconstruction="bce", binarize=False, free_bits=0.0,
-                 kl_warmup_epochs=0, iwae_k=1, seed=0, **kwargs):
+                 kl_warmup_epochs=0, iwae_k=1, mixture_prior=0, seed=0, **kwargs):
         if reconstruction not in ("bce", "gaussian"):
             raise ConfigError(f"a VAE needs a likelihood: reconstruction 'bce' (Bernoulli) or 'gaussian', "
                               f"got {reconstruction!r}")
@@ -115,13 +120,21 @@ class VAE(Autoencoder):
         if int(iwae_k) > 1 and (beta != 1.0 or free_bits or int(kl_warmup_epochs)):
             raise ConfigError("--iwae-k trains on the importance-weighted bound of log p(x), which has no KL term "
                               "to weight: drop --beta, --free-bits and --kl-warmup-epochs")
+        if int(mixture_prior) < 0:
+            raise ConfigError(f"mixture_prior must be >= 0 components, got {mixture_prior}")
+        if int(mixture_prior) and free_bits:
+            raise ConfigError("--free-bits needs the KL of each latent unit, which a mixture prior does not split "
+                              "into: drop --free-bits or --mixture-prior")
+        self.mixture_prior, self.seed = int(mixture_prior), int(seed)  # (build_prior reads them)
         super().__init__(input_shape, reconstruction=reconstruction, **kwargs)
         self.beta, self.binarize, self.free_bits = beta, bool(binarize), free_bits
-        self.kl_warmup_epochs, self.iwae_k, self.seed = int(kl_warmup_epochs), int(iwae_k), int(seed)
+        self.kl_warmup_epochs, self.iwae_k = int(kl_warmup_epochs), int(iwae_k)
         self.kl_weight = keras.Variable(0.0 if self.kl_warmup_epochs else 1.0, trainable=False, name="kl_weight")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def build_prior(self):
+        if self.mixture_prior:
+            return GaussianMixture(self.latent_dim, self.mixture_prior, seed=self.seed, name="prior")
         return StandardNormal(self.latent_dim, name="prior")
 
     def posterior(self, x, labels=None, training=False):
@@ -131,27 +144,35 @@ class VAE(Autoencoder):
 
     # ---- the objective ---------------------------------------------------------------------------
     def terms_per_image(self, x, labels=None, training=False, seed=None, posterior=None):
-        """(posterior mean, -log p(x|z) per image with z ~ q(z|x), KL per latent unit), all in nats.
+        """(posterior mean, -log p(x|z) per image with z ~ q(z|x), KL per image), all in nats.
 
         ``posterior``: (mean, log_var) of ``x`` when already computed."""
         mean, log_var = self.posterior(x, labels, training=training) if posterior is None else posterior
         z = reparameterize(mean, log_var, seed)
         reconstruction = self.reconstruction_error(x, self.decode_logits(z, labels, training=training))
-        return mean, reconstruction, losses.kl_per_unit(mean, log_var)
+        return mean, reconstruction, self.kl_per_image(mean, log_var, z)
+
+    def kl_per_image(self, mean, log_var, z):
+        """KL(q(z|x) || p(z)) per image in nats: closed form for N(0, I); for a learned prior the
+        one-sample estimate log q(z|x) - log p(z) at the code ``z`` drawn from q(z|x)."""
+        if isinstance(self.prior, StandardNormal):
+            return losses.kl_to_standard_normal(mean, log_var)
+        log_q = -0.5 * ops.sum(ops.square(z - mean) * ops.exp(-log_var) + log_var + math.log(2.0 * math.pi), axis=-1)
+        return log_q - self.prior.log_prob(z)
 
     def elbo_per_image(self, x, labels=None, seed=None):
-        """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + closed-form KL)."""
-        _, reconstruction, kl_units = self.terms_per_image(x, labels, seed=seed)
-        return -(reconstruction + ops.sum(kl_units, axis=-1))
+        """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + KL)."""
+        _, reconstruction, kl = self.terms_per_image(x, labels, seed=seed)
+        return -(reconstruction + kl)
 
     def compute_losses(self, x, y=None, training=False):
         if self.binarize:
             x = binarize(x, self.seed_generator)
         posterior = self.posterior(x, y, training=training)
-        mean, reconstruction, kl_units = self.terms_per_image(x, y, training, self.seed_generator, posterior)
-        reconstruction = ops.mean(reconstruction)
-        kl = ops.mean(ops.sum(kl_units, axis=-1))
-        kl_in_loss = ops.sum(ops.maximum(ops.mean(kl_units, axis=0), self.free_bits)) if self.free_bits else kl
+        mean, reconstruction, kl = self.terms_per_image(x, y, training, self.seed_generator, posterior)
+        reconstruction, kl = ops.mean(reconstruction), ops.mean(kl)
+        kl_in_loss = kl if not self.free_bits else \
+            ops.sum(ops.maximum(ops.mean(losses.kl_per_unit(*posterior), axis=0), self.free_bits))
         elbo = -(reconstruction + kl)
         loss = reconstruction + self.beta * self.kl_weight * kl_in_loss
         if self.iwae_k > 1:  # -log (1/K) sum_k w_k, which the single-sample terms above only report
@@ -229,8 +250,8 @@ class VAE(Autoencoder):
         iwae = in_batches(lambda b, y: self.importance_weighted_log_likelihood(b, y, num_samples, chunk=100), x,
                           labels, batch_size=50)
         means = self.codes(x, labels)
-        log_vars = in_batches(lambda b, y: self.posterior(b, y)[1], x, labels)
-        kl = np.asarray(losses.kl_to_standard_normal(means, log_vars))
+        draws = keras.random.SeedGenerator(seed)  # (the learned prior's KL is estimated at one code per image)
+        kl = in_batches(lambda b, y: self.terms_per_image(b, y, seed=draws)[2], x, labels)
         log.info("evaluating: ELBO and importance-weighted log-likelihood: %.1f s", time.monotonic() - start)
         return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": num_samples,
                 "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
@@ -242,7 +263,8 @@ class VAE(Autoencoder):
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta, "binarize": self.binarize, "free_bits": self.free_bits,
-                "kl_warmup_epochs": self.kl_warmup_epochs, "iwae_k": self.iwae_k, "seed": self.seed}
+                "kl_warmup_epochs": self.kl_warmup_epochs, "iwae_k": self.iwae_k, "mixture_prior": self.mixture_prior,
+                "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
