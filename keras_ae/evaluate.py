@@ -129,22 +129,24 @@ def phase(what: str):
 def pca_baseline(latent_dim: int, train_x, batches) -> dict:
     """The linear baseline at the model's code size: PCA fitted on ``train_x`` (as ``--model pca`` is, its
     reconstructions clipped to the pixel range), with its squared error per image and PSNR streamed over
-    the test ``batches``."""
+    the test ``batches``; and the squared error of the mean training image given for every test image
+    (PCA with no component), which a network that ignores its input cannot beat."""
     from sklearn.decomposition import PCA
 
     flat = train_x.reshape(len(train_x), -1)
     size = min(latent_dim, flat.shape[1], len(flat))
     pca = PCA(size, random_state=0).fit(flat)
-    squared, psnr, count = 0.0, 0.0, 0
+    squared, mean_image, psnr, count = 0.0, 0.0, 0.0, 0
     for batch in batches:
         x = np.asarray(batch[0] if isinstance(batch, (tuple, list)) else batch)
         x_hat = np.clip(pca.inverse_transform(pca.transform(x.reshape(len(x), -1))), 0.0, 1.0)
         x_hat = x_hat.reshape(x.shape).astype("float32")
         squared += float(np.asarray(losses.squared_error(x, x_hat), np.float64).sum())
+        mean_image += float(np.sum((x.reshape(len(x), -1) - pca.mean_) ** 2, dtype=np.float64))
         psnr += float(capped_psnr(x, x_hat).astype(np.float64).sum())
         count += len(x)
     return {"components": size, "squared_error": squared / max(count, 1), "psnr": psnr / max(count, 1),
-            "train_images": len(flat)}
+            "mean_image_squared_error": mean_image / max(count, 1), "train_images": len(flat)}
 
 
 def findings(report: dict) -> list[str]:
@@ -157,6 +159,10 @@ def findings(report: dict) -> list[str]:
         verdict = "beats" if model_se < pca["squared_error"] else "does NOT beat"
         lines.append(f"{verdict} PCA at the same code size: test squared error {model_se:.4g} against PCA's "
                      f"{pca['squared_error']:.4g} ({model_se / max(pca['squared_error'], 1e-12):.2f}x)")
+        if model_se >= pca.get("mean_image_squared_error", np.inf):
+            lines.append(f"WARNING: no better than giving the mean training image for every input (squared error "
+                         f"{pca['mean_image_squared_error']:.4g}): the network ignores its input (dead ReLUs or "
+                         "saturated outputs); try --reconstruction bce, a lower --learning-rate or other --widths")
     if "probe" in metrics:
         codes, pixels = metrics["probe"]["codes"]["logistic"], metrics["probe"]["pixels"]["logistic"]
         lines.append(f"codes {'beat' if codes > pixels else 'do not beat'} pixels on the linear probe "

@@ -175,6 +175,21 @@ def test_every_report_has_the_pca_baseline_of_its_code_size_and_says_who_wins(va
     assert "PCA squared error" in (vae_run / "report.md").read_text()
 
 
+def test_a_network_that_ignores_its_input_is_named_by_the_report():
+    """A dead network (every output the same) does no better than the mean training image: a warning."""
+    train_x = rng.random((200, 4, 4, 1)).astype("float32")
+    test_x = rng.random((50, 4, 4, 1)).astype("float32")
+    baseline = evaluate.pca_baseline(2, train_x, [(test_x, None)])
+    expected = np.mean(np.sum((test_x - train_x.mean(0)) ** 2, axis=(1, 2, 3)))
+    assert baseline["mean_image_squared_error"] == pytest.approx(expected, rel=1e-5)
+    report = {"architecture": "conv", "metrics": {"pca_baseline": baseline, "reconstruction": {}}}
+    for error, warned in ((expected * 1.01, True), (expected * 0.9, False)):
+        report["metrics"]["reconstruction"]["squared_error"] = error
+        lines = evaluate.findings(report)
+        assert any(line.startswith("WARNING: no better than giving the mean training image") for line in lines) \
+            == warned, lines
+
+
 @pytest.mark.slow
 def test_unlabelled_data_skips_the_probe_and_says_so(tmp_path):
     np.savez(tmp_path / "plain.npz", x=rng.integers(0, 255, (120, 8, 8), dtype=np.uint8))
