@@ -177,8 +177,8 @@ def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
-NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "steps_per_epoch", "seed", "limit", "image_size",
-               "validation_fraction")  # besides the model's options: the flags a run folder's name shows
+NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "steps_per_epoch", "seed", "limit",
+               "image_size", "validation_fraction")  # besides the model's options: the flags a run folder's name shows
 MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
 
 
@@ -287,17 +287,17 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
 
 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
-          lr_schedule: str = "constant", steps_per_epoch: int | None = None, early_stopping: int = 0, seed: int = 0, jit_compile: bool = False,
-          verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
+          lr_schedule: str = "constant", steps_per_epoch: int | None = None, early_stopping: int = 0, seed: int = 0,
+          jit_compile: bool = False, verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
     epoch (the same call resumes a killed run from its last good epoch, after checking that the data
     is the data it was trained on), fits the model's prior to the training codes (at most
     ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. ``lr_schedule`` is one
-    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run. A NaN or infinite loss
-    stops training with a KerasAEError naming the epoch and the last good checkpoint; an unreadable
-    image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
+    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run. A NaN
+    or infinite loss stops training with a KerasAEError naming the epoch and the last good checkpoint;
+    an unreadable image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
     (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
 
     One process at a time trains a run folder (an OS lock; another gets a KerasAEError at once). A

@@ -3,8 +3,9 @@
 A VAE's prior is :class:`StandardNormal`, or with ``mixture_prior=K`` a :class:`GaussianMixture` whose
 weights are trained with the model. A plain autoencoder has none of its own, so it gets
 :class:`FittedGaussian`, the Gaussian of its training codes, fitted when training ends
-(``Autoencoder.fit_prior``, which :func:`keras_ae.train.train` calls) and saved with the model as weights. Evaluation, figures, export and generation
-ask the prior; none refits it from data or asks which model it belongs to.
+(``Autoencoder.fit_prior``, which :func:`keras_ae.train.train` calls) and saved with the model as
+weights. Evaluation, figures, export and generation ask the prior; none refits it from data or asks
+which model it belongs to.
 
 Every prior is a Keras layer with
 
