@@ -22,13 +22,11 @@ and a description that names the artifact which samples it.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
-from keras_ae import serving
+from keras_ae import losses, serving
 from keras_ae.errors import ConfigError
 
 
@@ -73,7 +71,7 @@ class StandardNormal(Prior):
 
     def log_prob(self, z):
         """log N(z; 0, I) per code, summed over latent units, in nats."""
-        return -0.5 * ops.sum(ops.square(z) + math.log(2.0 * math.pi), axis=-1)
+        return -losses.gaussian_nll(z, ops.zeros_like(z), 0.0)
 
     def principal_plane(self):
         return np.zeros(self.latent_dim), np.eye(self.latent_dim)[:2], np.ones(2)
@@ -163,10 +161,11 @@ class GaussianMixture(Prior):
 
     def log_prob(self, z):
         """log p(z) per code, in nats: log-sum-exp over the components of log w_k + log N(z; mean_k, std_k^2)."""
-        diff = z[:, None, :] - self.means
-        per_component = -0.5 * ops.sum(ops.square(diff) * ops.exp(-self.log_vars) + self.log_vars
-                                       + math.log(2.0 * math.pi), axis=-1)
-        return ops.logsumexp(per_component + ops.log_softmax(self.logits), axis=-1)
+        count = ops.shape(z)[0]
+        # every code against every component: row i * components + k pairs code i with component k
+        nll = losses.gaussian_nll(ops.repeat(z, self.components, axis=0), ops.tile(self.means, (count, 1)),
+                                  ops.tile(self.log_vars, (count, 1)))
+        return ops.logsumexp(ops.reshape(-nll, (count, self.components)) + ops.log_softmax(self.logits), axis=-1)
 
     def _parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits = self.logits.numpy().astype(np.float64)

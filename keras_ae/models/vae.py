@@ -157,8 +157,7 @@ class VAE(Autoencoder):
         one-sample estimate log q(z|x) - log p(z) at the code ``z`` drawn from q(z|x)."""
         if isinstance(self.prior, StandardNormal):
             return losses.kl_to_standard_normal(mean, log_var)
-        log_q = -0.5 * ops.sum(ops.square(z - mean) * ops.exp(-log_var) + log_var + math.log(2.0 * math.pi), axis=-1)
-        return log_q - self.prior.log_prob(z)
+        return -losses.gaussian_nll(z, mean, log_var) - self.prior.log_prob(z)
 
     def elbo_per_image(self, x, labels=None, seed=None):
         """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + KL)."""
@@ -251,7 +250,12 @@ class VAE(Autoencoder):
                           labels, batch_size=50)
         means = self.codes(x, labels)
         draws = keras.random.SeedGenerator(seed)  # (the learned prior's KL is estimated at one code per image)
-        kl = in_batches(lambda b, y: self.terms_per_image(b, y, seed=draws)[2], x, labels)
+
+        def kl_per_image(images, y):
+            mean, log_var = self.posterior(images, y)
+            return self.kl_per_image(mean, log_var, reparameterize(mean, log_var, draws))
+
+        kl = in_batches(kl_per_image, x, labels)
         log.info("evaluating: ELBO and importance-weighted log-likelihood: %.1f s", time.monotonic() - start)
         return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": num_samples,
                 "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
