@@ -167,8 +167,10 @@ def findings(report: dict) -> list[str]:
         verdict = "beats" if model_se < pca["squared_error"] else "does NOT beat"
         lines.append(f"{verdict} PCA at the same code size: test squared error {model_se:.4g} against PCA's "
                      f"{pca['squared_error']:.4g} ({model_se / max(pca['squared_error'], 1e-12):.2f}x)")
-        spread = metrics["reconstruction"]
-        if spread.get("output_variance", np.inf) < DEAD_OUTPUT * spread.get("input_variance", 0.0):
+        spread, likelihood = metrics["reconstruction"], metrics.get("likelihood") or {}
+        collapsed = "kl" in likelihood and (likelihood["active_units"] == 0 or likelihood["kl"] < COLLAPSE_KL)
+        if not collapsed and spread.get("output_variance", np.inf) < DEAD_OUTPUT * spread.get("input_variance", 0.0):
+            # (a collapsed VAE's outputs do not vary either: the collapse warning below names that cause)
             lines.append(f"WARNING: the reconstructions hardly vary from image to image (variance "
                          f"{spread['output_variance']:.3g} against the images' {spread['input_variance']:.3g}): "
                          "the network ignores its input (dead ReLUs or saturated outputs); try --reconstruction bce, "

@@ -194,6 +194,10 @@ def test_a_network_that_ignores_its_input_is_named_by_the_report():
                                                       "pca_baseline": {"squared_error": 1.0}}}
         lines = evaluate.findings(report)
         assert any(line.startswith("WARNING: the reconstructions hardly vary") for line in lines) == warned, lines
+    report["metrics"]["likelihood"] = {"kl": 0.01, "active_units": 0}  # a collapsed VAE: the cause is named instead
+    lines = evaluate.findings(report)
+    assert [line.split(":")[0] for line in lines if line.startswith("WARNING")] == ["WARNING"], lines
+    assert "posterior collapse" in " ".join(lines) and "hardly vary" not in " ".join(lines)
 
 
 @pytest.mark.slow
