@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_ae.errors import ConfigError
 from keras_ae.models import VAE, ConditionalPixelCNN, PixelCNN
 from keras_ae.models.pixelcnn import MaskedConv2D
 
@@ -43,8 +44,9 @@ def test_exp_log_prob_sums_to_one_over_all_65536_binary_4x4_images(two_patterns)
     _, model = two_patterns
     total = np.exp(model.log_prob(EVERY_4x4, batch_size=8192).astype("float64")).sum()
     assert abs(total - 1.0) < 1e-4
-    untrained = PixelCNN((4, 4, 1), filters=8, blocks=1)
-    assert abs(np.exp(untrained.log_prob(EVERY_4x4, batch_size=8192).astype("float64")).sum() - 1.0) < 1e-4
+    for block in ("gated", "residual"):
+        untrained = PixelCNN((4, 4, 1), filters=8, blocks=1, block=block)
+        assert abs(np.exp(untrained.log_prob(EVERY_4x4, batch_size=8192).astype("float64")).sum() - 1.0) < 1e-4
 
 
 def test_the_conditional_density_sums_to_one_for_every_label():
@@ -71,27 +73,59 @@ def test_it_learns_the_data_and_samples_what_it_learned(two_patterns):
     assert np.array_equal(model.sample(5, seed=3), model.sample(5, seed=3))
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_each_output_depends_only_on_the_pixels_and_channels_before_it(channels):
-    """Raster order over (row, column, channel): d logits[i] / d x[j] is zero unless j comes before i."""
+def _dependence(model):
+    """d logits[i] / d x[j] != 0 for a random image, over (row, column, channel) in raster order."""
     import tensorflow as tf
 
-    model = PixelCNN((5, 5, channels), filters=12, blocks=2, likelihood="categorical")
-    x = tf.constant(np.random.default_rng(0).random((1, 5, 5, channels)), "float32")
+    shape = model.image_shape
+    x = tf.constant(np.random.default_rng(0).random((1, *shape)), "float32")
     with tf.GradientTape() as tape:
         tape.watch(x)
-        logits = tf.reduce_sum(model.network(x), axis=-1)  # (1, 5, 5, C): summed over the 256 levels
-    jacobian = tape.jacobian(logits, x).numpy().reshape(25 * channels, 25 * channels)
+        logits = model.network(x)
+        logits = tf.reduce_sum(logits, axis=-1) if model.likelihood == "categorical" else logits  # over the levels
+    return np.abs(tape.jacobian(logits, x).numpy().reshape(int(np.prod(shape)), int(np.prod(shape)))) > 0
+
+
+@pytest.mark.parametrize("block", ["gated", "residual"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_each_output_depends_only_on_the_pixels_and_channels_before_it(channels, block):
+    """Raster order over (row, column, channel): d logits[i] / d x[j] is zero unless j comes before i
+    (the second block's kernel dilated)."""
+    depends = _dependence(PixelCNN((5, 5, channels), filters=12, blocks=2, block=block, dilations=(1, 2),
+                                   likelihood="categorical"))
     order = np.arange(25 * channels)  # row-major over (row, column, channel)
-    depends = np.abs(jacobian) > 0
     assert not np.any(depends & (order[None, :] >= order[:, None]))  # never on itself or later
-    assert depends[-1, :-1].sum() >= 12  # the last output sees many earlier inputs
+    assert depends[-1, :-1].sum() >= 12 * channels  # the last output sees many earlier inputs
+
+
+def test_the_gated_network_sees_the_wedge_the_residual_one_is_blind_to():
+    """Above and to the right of a pixel, beyond the first layer's reach: the residual stack cannot get
+    there (each masked 3x3 steps up as it steps right), the gated one's vertical stack does."""
+    side, centre = 11, 5 * 11 + 5  # pixel (5, 5) of an 11x11 image
+    wedge = [4 * side + 9, 4 * side + 10, 3 * side + 10]  # (4, 9), (4, 10), (3, 10)
+    seen = {block: _dependence(PixelCNN((side, side, 1), filters=8, blocks=2, block=block, dilations=(1,)))[centre]
+            for block in ("gated", "residual")}
+    assert seen["gated"][:centre].all()  # every pixel before it, within reach of a 7x7 and two 3x3 layers
+    assert not seen["residual"][wedge].any()
 
 
 def test_masks_are_in_the_saved_layer_config():
     layer = MaskedConv2D(4, 3, "A", image_channels=3)
     again = MaskedConv2D.from_config(layer.get_config())
     assert (again.mask_type, again.image_channels, again.padding) == ("A", 3, "same")
+
+
+def test_the_network_is_rebuilt_from_the_config_and_an_older_config_loads_undilated():
+    def dilation_rates(model):
+        return [layer.dilation_rate[0] for layer in model.network.layers if layer.name.endswith("_3x3")]
+
+    model = PixelCNN((8, 8, 1), filters=8, blocks=3, dilations=(1, 2))
+    again = PixelCNN.from_config(model.get_config())
+    assert dilation_rates(again) == dilation_rates(model) == [1, 2, 1]
+    older = {key: value for key, value in model.get_config().items() if key != "dilations"}
+    assert dilation_rates(PixelCNN.from_config(older)) == [1, 1, 1]
+    with pytest.raises(ConfigError, match="dilations"):
+        PixelCNN((8, 8, 1), dilations=(0,))
 
 
 def test_completion_keeps_the_given_rows_and_draws_the_rest(two_patterns):
@@ -103,8 +137,6 @@ def test_completion_keeps_the_given_rows_and_draws_the_rest(two_patterns):
 
 
 def test_bad_shapes_and_likelihoods_are_refused():
-    from keras_ae.errors import ConfigError
-
     with pytest.raises(ConfigError, match="at least 4x4"):
         PixelCNN((3, 8, 1))
     with pytest.raises(ConfigError, match="unknown likelihood"):
