@@ -102,6 +102,10 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     training.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
                           help="constant: --learning-rate throughout; cosine: decayed from it to 0 along a half "
                                "cosine over the training's steps (BENCHMARKS.md measures both)")
+    training.add_argument("--augment-shift", type=opts.non_negative_int, default=0, metavar="PIXELS",
+                          help="train on images moved at random by up to PIXELS rows and columns each way (zero "
+                               "border), drawn anew every epoch: a small dataset seen in more positions; validation "
+                               "and test images are not moved (0: off)")
     training.add_argument("--early-stopping", type=opts.non_negative_int, default=0, metavar="PATIENCE",
                           help="stop when the validation loss has not improved for PATIENCE epochs and keep "
                                "the best weights (0: off)")
@@ -177,8 +181,8 @@ def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
-NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "steps_per_epoch", "seed", "limit",
-               "image_size", "validation_fraction")  # besides the model's options: the flags a run folder's name shows
+NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "augment_shift", "steps_per_epoch", "seed",
+               "limit", "image_size", "validation_fraction")  # besides the model's options: the flags a run folder's name shows
 MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
 
 
@@ -274,7 +278,7 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
     train(model, splits, run_dir, epochs=args.epochs or default_epochs(len(splits.train), args.batch_size,
                                                                        args.steps_per_epoch),
           batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
-          steps_per_epoch=args.steps_per_epoch, early_stopping=args.early_stopping, seed=args.seed,
+          augment_shift=args.augment_shift, steps_per_epoch=args.steps_per_epoch, early_stopping=args.early_stopping, seed=args.seed,
           jit_compile=args.jit_compile,
           verbose=(1 if sys.stdout.isatty() else 2) if args.verbose is None else args.verbose, overwrite=args.overwrite,
           options={**vars(args), "run_dir": str(run_dir)})
@@ -287,15 +291,16 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
 
 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
-          lr_schedule: str = "constant", steps_per_epoch: int | None = None, early_stopping: int = 0, seed: int = 0,
-          jit_compile: bool = False, verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
+          lr_schedule: str = "constant", augment_shift: int = 0, steps_per_epoch: int | None = None,
+          early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
     epoch (the same call resumes a killed run from its last good epoch, after checking that the data
     is the data it was trained on), fits the model's prior to the training codes (at most
     ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. ``lr_schedule`` is one
-    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run. A NaN
+    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run.
+    ``augment_shift`` moves each training image by up to that many pixels each way, anew every epoch. A NaN
     or infinite loss stops training with a KerasAEError naming the epoch and the last good checkpoint;
     an unreadable image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
     (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
@@ -309,8 +314,9 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
-                "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
+                "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
                 "jit_compile": jit_compile}
+    splits.check_shift(augment_shift)
     run_dir = Path(run_dir)
     with runs.locked(run_dir):
         _check_run_dir(run_dir, overwrite)
@@ -334,8 +340,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     from keras_ae.callbacks import Backup
     from keras_ae.io import atomic_path
 
-    epochs, batch_size, steps_per_epoch, early_stopping, seed = (
-        settings[key] for key in ("epochs", "batch_size", "steps_per_epoch", "early_stopping", "seed"))
+    epochs, batch_size, seed = (settings[key] for key in ("epochs", "batch_size", "seed"))
     backup = Backup(folder / BACKUP, folder / "history.csv")
     if fresh:
         backup.remove()
@@ -360,8 +365,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
                  shard[0], shard[1], shard[0], len(range(shard[1], len(splits.train), shard[0])), len(splits.train))
     with splits.reading():
         if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
-            _fit(model, splits, folder, backup, initial_epoch, epochs, batch_size, steps_per_epoch, early_stopping,
-                 seed, shard, verbose)
+            _fit(model, splits, folder, backup, initial_epoch, settings, shard, verbose)
         prior_batches = -(-PRIOR_IMAGES // batch_size)
         model.fit_prior(splits.pipeline("train", batch_size, seed=seed, shard=shard).take(prior_batches))
     with atomic_path(folder / "model.keras") as tmp:
@@ -399,8 +403,7 @@ def _log_start(model, splits) -> None:
              model.dtype_policy.name)
 
 
-def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, batch_size: int, steps_per_epoch,
-         early_stopping: int, seed: int, shard, verbose) -> None:
+def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, settings: dict, shard, verbose) -> None:
     """Fit from ``initial_epoch`` with validation each epoch, backing up every good epoch; stop with a
     clear error (the last good epoch kept in the backup) when the loss turns non-finite."""
     import math
@@ -410,7 +413,10 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, epochs: int, 
 
     from keras_ae import tensorboard
 
-    train_data = splits.pipeline("train", batch_size, seed=seed, repeat=steps_per_epoch is not None, shard=shard)
+    epochs, batch_size, steps_per_epoch, early_stopping = (
+        settings[key] for key in ("epochs", "batch_size", "steps_per_epoch", "early_stopping"))
+    train_data = splits.pipeline("train", batch_size, seed=settings["seed"], repeat=steps_per_epoch is not None,
+                                 shard=shard, shift=settings["augment_shift"])
     validation = splits.pipeline("validation", batch_size, shard=shard) if len(splits.validation) else None
     validation_steps = None
     if validation is not None and steps_per_epoch is not None:

@@ -108,6 +108,7 @@ def test_an_existing_run_is_not_overwritten_silently(run_dir):
     (["--model", "sparse", "--sparsity", "l0"], "invalid choice: 'l0'"),
     (["--model", "denoising", "--noise", "mask", "--noise-level", "1.5"], "in [0, 1], got 1.5"),
     (["--model", "ae", "--noise", "mask"], "--noise does not apply to --model ae"),
+    (["--augment-shift", "8"], "a shift of 8 pixels leaves nothing of its 8x8 images"),
     (["--model", "contractive", "--jacobian", "exact", "--image-size", "128x128", "--latent-dim", "100",
       "--batch-size", "256"], "use --jacobian projection"),
 ])
@@ -224,6 +225,7 @@ def test_run_folders_are_named_by_what_differs_from_the_defaults():
     assert name("--widths", "512,256") == "runs/ae-mlp-digits"  # the default widths of mlp
     assert name("--latent-dim", "3") == "runs/ae-mlp-digits-latent-dim=3"
     assert name("--model", "cvae", "--beta", "4", "--epochs", "5") == "runs/cvae-mlp-digits-beta=4-epochs=5"
+    assert name("--augment-shift", "1") == "runs/ae-mlp-digits-augment-shift=1"
     long = name("--widths", ",".join(["512"] * 40))
     assert len(long) < 40 and long.startswith("runs/ae-mlp-digits-")
 

@@ -364,6 +364,26 @@ def test_pipeline_order_and_options(tmp_path):
     assert ds.options().autotune.enabled is False
 
 
+def test_shifted_training_images_are_moved_copies_with_their_labels_moved_anew_each_epoch():
+    splits = data.load("digits", seed=0)
+    plain = first_batches(splits.pipeline("train", 64, shuffle=False), 1)[0]
+    ds = splits.pipeline("train", 64, shuffle=False, shift=2, seed=3)
+    epoch1, epoch2 = (first_batches(ds, 1)[0] for _ in range(2))
+    assert np.array_equal(epoch1[1], plain[1])  # the labels stay with their images
+    padded = np.pad(plain[0], ((0, 0), (2, 2), (2, 2), (0, 0)))
+    offsets = []
+    for moved, source in zip(epoch1[0], padded):
+        found = [(r, c) for r in range(5) for c in range(5) if np.array_equal(source[r:r + 8, c:c + 8], moved)]
+        assert found, "every image is its original moved by at most 2 pixels, the border zero"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10  # moved by many different amounts
+    assert not np.array_equal(epoch1[0], epoch2[0])  # and anew every epoch
+    again = first_batches(splits.pipeline("train", 64, shuffle=False, shift=2, seed=3), 1)[0]
+    assert np.array_equal(again[0], epoch1[0])  # the same for the same seed
+    with pytest.raises(DataError, match="a shift of 8 pixels leaves nothing of its 8x8 images"):
+        splits.pipeline("train", 64, shift=8)
+
+
 def test_pipeline_unlabelled_yields_images_alone(tmp_path):
     np.savez(tmp_path / "plain.npz", x=coded_images(20))
     batch = next(iter(data.load(str(tmp_path / "plain.npz")).pipeline("train", 4)))

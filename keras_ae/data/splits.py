@@ -118,12 +118,14 @@ class DataSplits:
         drop_remainder: bool = False,
         repeat: bool = False,
         shard: tuple[int, int] | None = None,
+        shift: int = 0,
     ) -> tf.data.Dataset:
         """Batches of float32 NHWC images in [0, 1], as `(images, labels)` when labelled and asked for.
 
         Shuffles the train split by default, with a fixed seed, so two fresh pipelines with the same
         seed give the same batches; each further epoch is reshuffled. ``repeat`` repeats it without
         end (training with ``steps_per_epoch``); ``shard=(count, index)`` keeps this worker's share.
+        ``shift`` moves each image by up to that many rows and columns (augmentation, see :func:`shifted`).
         """
         data = self.split(split)
         if len(data) == 0:
@@ -131,6 +133,7 @@ class DataSplits:
             raise DataError(f"{self.name}: the {split} split is empty ({fraction} was 0)")
         _check_batch_size(batch_size, len(data), split, drop_remainder)
         check_integer("seed", seed, 0)
+        self.check_shift(shift)
         if shuffle is None:
             shuffle = split == "train"
         where = self._cache_of(data, shard)
@@ -144,6 +147,8 @@ class DataSplits:
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
+        if shift:
+            ds = shifted(ds, shift, seed)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         images_are_uint8 = ds.element_spec[0].dtype == tf.uint8 if isinstance(ds.element_spec, tuple) else \
             ds.element_spec.dtype == tf.uint8
@@ -153,6 +158,14 @@ class DataSplits:
         else:
             ds = ds.map(convert, num_parallel_calls=THREADS)
         return ds.prefetch(_PREFETCH_BATCHES)
+
+    def check_shift(self, shift: int) -> None:
+        """Refuse an augmentation shift that is negative or would move an image out of its frame."""
+        check_integer("shift", shift, 0)
+        if shift >= min(self.image_shape[:2]):
+            raise DataError(f"{self.name}: a shift of {shift} pixels leaves nothing of its "
+                            f"{self.image_shape[0]}x{self.image_shape[1]} images; give fewer than "
+                            f"{min(self.image_shape[:2])}")
 
     def _cache_of(self, data: Split, shard) -> str | None:
         """Where a pipeline of ``data`` caches its decoded images: "" in memory, a path on disk, None nowhere."""
@@ -208,6 +221,22 @@ def check_image_size(image_size) -> None:
     if image_size is not None and not ok:
         raise DataError(f"image_size must be (height, width) with integers in [1, {MAX_IMAGE_SIDE}], "
                         f"got {image_size!r}")
+
+
+def shifted(ds: tf.data.Dataset, pixels: int, seed: int) -> tf.data.Dataset:
+    """Each image of ``ds`` (images, or (images, labels)) moved by up to ``pixels`` rows and columns each
+    way, the uncovered border zero: a small dataset seen in more positions. The moves are drawn anew
+    every epoch, the same for the same seed."""
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def move(element, draw):
+        image = element[0] if isinstance(element, tuple) else element
+        padded = tf.pad(image, [[pixels, pixels], [pixels, pixels], [0, 0]])
+        moved = tf.image.stateless_random_crop(padded, tf.shape(image),
+                                               seed=tf.stack([draw, tf.constant(seed, tf.int64)]))
+        return (moved, *element[1:]) if isinstance(element, tuple) else moved
+
+    return tf.data.Dataset.zip(ds, draws).map(move, num_parallel_calls=THREADS)
 
 
 def _check_batch_size(batch_size, count: int, split: str, drop_remainder: bool) -> None:
