@@ -11,6 +11,7 @@ Variants (BENCHMARKS.md, "Defaults that do their job", gives their figures):
 - ``base``: the default conv networks (32, 64 filters, stride-2 convs, transposed convs);
 - ``cosine`` / ``cosine-2e-3``: ``--lr-schedule cosine`` from 1e-3 / 2e-3;
 - ``upsample``: ``--up upsample``; ``upsample-b32``: the same at batch 32 (4x the steps);
+  ``upsample-shift-b32``: that, trained on images shifted at random by up to 2 pixels each way;
 - ``three-stages`` / ``three-stages-bce``: ``--widths 32,64,128`` with the squared-error / Bernoulli loss;
 - ``deeper`` / ``deeper-bce``: networks of our own with a stride-1 convolution beside every stage.
 """
@@ -23,6 +24,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from keras_ae import data
@@ -46,6 +48,18 @@ def deeper_networks(widths=(32, 64)):
         x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
     return encoder, keras.Model(z, layers.Conv2DTranspose(1, 3, padding="same")(x))
+
+
+def shifted(images: np.ndarray, batch_size: int, pixels: int = 2) -> tf.data.Dataset:
+    """Batches of ``images`` each moved at random by up to ``pixels`` rows and columns (zero fill), anew every epoch."""
+    side = images.shape[1]
+
+    def shift(x):
+        padded = tf.pad(x, [[pixels, pixels], [pixels, pixels], [0, 0]])
+        return tf.image.random_crop(padded, (side, side, images.shape[-1]), seed=0)
+
+    return (tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=0).map(shift)
+            .batch(batch_size).prefetch(2))
 
 
 def main() -> None:
@@ -72,7 +86,10 @@ def main() -> None:
         sys.exit(f"error: unknown variant {variant!r}; see the docstring")
     model.compile(optimizer=keras.optimizers.Adam(rate))
     start = time.monotonic()
-    model.fit(train_x, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    if "-shift-" in variant:
+        model.fit(shifted(train_x, batch_size), epochs=epochs, verbose=0)
+    else:
+        model.fit(train_x, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
     seconds = time.monotonic() - start
 
     def squared_error(x):
