@@ -2,7 +2,7 @@
 
     KERAS_AE_DATA=../shared/datasets python benchmarks/likelihood.py [--row LABEL ...] [--iwae-samples 1000]
 
-(every row: about 4 hours on two cores; one row: ``--row "conv VAE, --batch-size 32 --mixture-prior 10"``)
+(every row: about 4.5 hours on two cores; one row: ``--row "conv VAE, --batch-size 32 --mixture-prior 10"``)
 
 Every row is one `train.py` run on mnist-small (6,300 training images after the seeded split),
 binarized dynamically in training, seed 0. All are scored on the 1,000 test digits binarized once
@@ -31,11 +31,14 @@ from common import benchmark_parser  # benchmarks/common.py, beside this script
 RESULTS = Path(__file__).parent / "results"
 VAE = ["--model", "vae", "--binarize", "--latent-dim", "32"]
 PIXELCNN, CONV_VAE, BATCH_32 = ["--model", "pixelcnn"], [*VAE, "--arch", "conv"], ["--batch-size", "32"]
+COSINE, UNDILATED = ["--lr-schedule", "cosine"], ["--dilations", "1"]  # (undilated: the default until 2026-12-02)
 ROWS = {  # label -> (train.py flags, epochs): the models, then each option that moves them as a row of its own
     "PixelCNN": (PIXELCNN, 30),
-    "PixelCNN, --batch-size 32": ([*PIXELCNN, *BATCH_32], 30),
-    "PixelCNN, --batch-size 32 --lr-schedule cosine": ([*PIXELCNN, *BATCH_32, "--lr-schedule", "cosine"], 40),
-    "class-conditional PixelCNN": (["--model", "cpixelcnn"], 30),
+    "PixelCNN, --batch-size 32 --lr-schedule cosine": ([*PIXELCNN, *BATCH_32, *COSINE], 15),
+    "PixelCNN, --dilations 1": ([*PIXELCNN, *UNDILATED], 30),
+    "PixelCNN, --dilations 1 --batch-size 32": ([*PIXELCNN, *UNDILATED, *BATCH_32], 30),
+    "PixelCNN, --dilations 1 --batch-size 32 --lr-schedule cosine": ([*PIXELCNN, *UNDILATED, *BATCH_32, *COSINE], 40),
+    "class-conditional PixelCNN, --dilations 1": (["--model", "cpixelcnn", *UNDILATED], 30),
     "conv VAE": (CONV_VAE, 50),
     "conv VAE, --iwae-k 5": ([*CONV_VAE, "--iwae-k", "5"], 50),
     "conv VAE, --batch-size 32": ([*CONV_VAE, *BATCH_32], 50),
