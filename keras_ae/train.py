@@ -181,8 +181,9 @@ def _dataset_slug(dataset: str) -> str:
     return Path(dataset).stem.replace(os.sep, "_") or "data"
 
 
+# besides the model's options: the flags a run folder's name shows
 NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "augment_shift", "steps_per_epoch", "seed",
-               "limit", "image_size", "validation_fraction")  # besides the model's options: the flags a run folder's name shows
+               "limit", "image_size", "validation_fraction")
 MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
 
 
@@ -278,8 +279,8 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
     train(model, splits, run_dir, epochs=args.epochs or default_epochs(len(splits.train), args.batch_size,
                                                                        args.steps_per_epoch),
           batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
-          augment_shift=args.augment_shift, steps_per_epoch=args.steps_per_epoch, early_stopping=args.early_stopping, seed=args.seed,
-          jit_compile=args.jit_compile,
+          augment_shift=args.augment_shift, steps_per_epoch=args.steps_per_epoch,
+          early_stopping=args.early_stopping, seed=args.seed, jit_compile=args.jit_compile,
           verbose=(1 if sys.stdout.isatty() else 2) if args.verbose is None else args.verbose, overwrite=args.overwrite,
           options={**vars(args), "run_dir": str(run_dir)})
     _report(model, splits, run_dir, evaluate=not args.no_evaluate, iwae_samples=args.iwae_samples,
@@ -292,7 +293,8 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
           lr_schedule: str = "constant", augment_shift: int = 0, steps_per_epoch: int | None = None,
-          early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False, options: dict | None = None) -> Path:
+          early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False,
+          options: dict | None = None) -> Path:
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
@@ -300,8 +302,8 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     is the data it was trained on), fits the model's prior to the training codes (at most
     ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. ``lr_schedule`` is one
     of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run.
-    ``augment_shift`` moves each training image by up to that many pixels each way, anew every epoch. A NaN
-    or infinite loss stops training with a KerasAEError naming the epoch and the last good checkpoint;
+    ``augment_shift`` moves each training image by up to that many pixels each way, anew every epoch.
+    A NaN or infinite loss stops training with a KerasAEError naming the epoch and the last good checkpoint;
     an unreadable image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
     (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
 
@@ -314,8 +316,8 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
-                "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping, "seed": seed,
-                "jit_compile": jit_compile}
+                "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping,
+                "seed": seed, "jit_compile": jit_compile}
     splits.check_shift(augment_shift)
     run_dir = Path(run_dir)
     with runs.locked(run_dir):
