@@ -38,6 +38,7 @@ ROWS = {  # label -> (train.py flags, epochs): the models, then each option that
     "PixelCNN, --dilations 1": ([*PIXELCNN, *UNDILATED], 30),
     "PixelCNN, --dilations 1 --batch-size 32": ([*PIXELCNN, *UNDILATED, *BATCH_32], 30),
     "PixelCNN, --dilations 1 --batch-size 32 --lr-schedule cosine": ([*PIXELCNN, *UNDILATED, *BATCH_32, *COSINE], 40),
+    "class-conditional PixelCNN": (["--model", "cpixelcnn"], 30),
     "class-conditional PixelCNN, --dilations 1": (["--model", "cpixelcnn", *UNDILATED], 30),
     "conv VAE": (CONV_VAE, 50),
     "conv VAE, --iwae-k 5": ([*CONV_VAE, "--iwae-k", "5"], 50),
