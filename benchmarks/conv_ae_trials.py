@@ -28,6 +28,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_ae import data
+from keras_ae.data.splits import shifted  # what train.py --augment-shift uses
 from keras_ae.models import Autoencoder
 
 PCA_30 = 12.2569  # test squared error of PCA at 30 components on this split (benchmarks/defaults.py)
@@ -48,18 +49,6 @@ def deeper_networks(widths=(32, 64)):
         x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
     return encoder, keras.Model(z, layers.Conv2DTranspose(1, 3, padding="same")(x))
-
-
-def shifted(images: np.ndarray, batch_size: int, pixels: int = 2) -> tf.data.Dataset:
-    """Batches of ``images`` each moved at random by up to ``pixels`` rows and columns (zero fill), anew every epoch."""
-    side = images.shape[1]
-
-    def shift(x):
-        padded = tf.pad(x, [[pixels, pixels], [pixels, pixels], [0, 0]])
-        return tf.image.random_crop(padded, (side, side, images.shape[-1]), seed=0)
-
-    return (tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=0).map(shift)
-            .batch(batch_size).prefetch(2))
 
 
 def main() -> None:
@@ -87,7 +76,8 @@ def main() -> None:
     model.compile(optimizer=keras.optimizers.Adam(rate))
     start = time.monotonic()
     if "-shift-" in variant:
-        model.fit(shifted(train_x, batch_size), epochs=epochs, verbose=0)
+        images = tf.data.Dataset.from_tensor_slices(train_x).shuffle(len(train_x), seed=0)
+        model.fit(shifted(images, 2, seed=0).batch(batch_size).prefetch(2), epochs=epochs, verbose=0)
     else:
         model.fit(train_x, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
     seconds = time.monotonic() - start
