@@ -28,7 +28,7 @@ import tensorflow as tf
 from keras import layers
 
 from keras_ae import data
-from keras_ae.data.splits import shifted  # what train.py --augment-shift uses
+from keras_ae.data.dataset import shifted  # what train.py --augment-shift uses
 from keras_ae.models import Autoencoder
 
 PCA_30 = 12.2569  # test squared error of PCA at 30 components on this split (benchmarks/defaults.py)

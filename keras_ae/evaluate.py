@@ -23,7 +23,7 @@ import numpy as np
 from keras_ae import console
 from keras_ae import figures as figure_lib
 from keras_ae import losses
-from keras_ae.data.splits import SAMPLE_IMAGES
+from keras_ae.data.dataset import SAMPLE_IMAGES
 from keras_ae.errors import exit_code
 from keras_ae.models.base import in_batches
 from keras_ae.options import positive_int

@@ -15,7 +15,7 @@ Image folders and TFDS datasets stream from disk through tf.data (decoded in par
 `cache` says); IDX files, .npz archives and the digits are small and read into memory.
 
 Modules: `resolve` (the order above and `load`), one reader per format (`idx`, `npz`, `images`,
-`tfds`), `split` (what a reader returns: a `Split`) and `arrays` (the in-memory one), `splits` (the
+`tfds`), `split` (what a reader returns: a `Split`) and `arrays` (the in-memory one), `dataset` (the
 three splits and the tf.data pipeline), `cache` (disk caches).
 """
 
@@ -25,7 +25,7 @@ from keras_ae.data.idx import IDX_FILES
 from keras_ae.data.images import IMAGE_SUFFIXES, MAX_IMAGE_SIDE
 from keras_ae.data.resolve import DATA_ENV, known_datasets, load
 from keras_ae.data.split import MAX_ARRAY_BYTES, MAX_CLASSES, Split
-from keras_ae.data.splits import SPLITS, DataSplits, pipeline_options
+from keras_ae.data.dataset import SPLITS, DataSplits, pipeline_options
 from keras_ae.data.tfds import TFDS_DATASETS
 
 __all__ = ["CACHE_POLICIES", "DATA_ENV", "IDX_FILES", "IMAGE_SUFFIXES", "MAX_ARRAY_BYTES", "MAX_CLASSES",

@@ -14,7 +14,7 @@ from keras_ae.data.split import Loaded
 from keras_ae.data.idx import idx_file, load_idx_file, load_idx_folder, IDX_FILES
 from keras_ae.data.images import IMAGE_SUFFIXES, has_images, load_image_folder
 from keras_ae.data.npz import load_npz
-from keras_ae.data.splits import DataSplits, check_fraction, check_image_size, check_integer, finish, split_three_ways
+from keras_ae.data.dataset import DataSplits, check_fraction, check_image_size, check_integer, finish, split_three_ways
 from keras_ae.data.tfds import REGISTRY, REGISTRY_TIMEOUT, TFDS_DATASETS, Unavailable, load_tfds, registry_reachable
 from keras_ae.errors import DataError
 
