@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_ae.data import cache as caching
 from keras_ae.data.images import MAX_IMAGE_SIDE, named_error
-from keras_ae.data.split import THREADS, Loaded, Split, digest
+from keras_ae.data.split import THREADS, Loaded, Split
 from keras_ae.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -287,8 +287,3 @@ def finish(part: Split, limit: int | None, image_size) -> Split:
 
 def _unit_float_tensor(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 255.0
-
-
-def fingerprint_digest(fingerprint: dict) -> str:
-    """A short digest of a fingerprint, for messages."""
-    return digest(*sorted(fingerprint["splits"].items()))[:12]
