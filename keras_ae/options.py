@@ -31,6 +31,8 @@ class Option:
             means something else, e.g. "learned" or a value that depends on another option.
         only_with: (option, value): the flag means something only when that option has that value
             (``--target-rate`` with ``--sparsity kl``); given otherwise, it is refused.
+        in_run_name_base: its value goes into the run folder's base name, ``runs/<model>-<value>-<dataset>``.
+        resolved_default: f(every option's value) -> the real default, when ``None`` depends on other options.
     """
 
     help: str
@@ -40,6 +42,8 @@ class Option:
     flag: bool = False
     default_text: str | None = None
     only_with: tuple[str, object] | None = None
+    in_run_name_base: bool = False
+    resolved_default: Callable[[dict], object] | None = None
 
 
 # ---------------------------------------------------------------- flag parsers (argparse types)

@@ -196,21 +196,26 @@ def default_epochs(train_images: int, batch_size: int, steps_per_epoch: int | No
 
 
 def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
-    """``runs/<model>-<arch>-<dataset>`` (no arch for a model without one), then each option that differs from its default (``-latent-dim=3``),
-    so that runs which differ never collide; past MAX_RUN_NAME characters, a digest of those options."""
+    """``runs/<model>-<arch>-<dataset>`` (the options declared ``in_run_name_base``; no arch for a model without
+    one), then each option that differs from its default (``-latent-dim=3``, compared with its
+    ``resolved_default`` if it declares one), so that runs which differ never collide; past MAX_RUN_NAME
+    characters, a digest of those options."""
     import hashlib
 
     from keras_ae import runs
-    from keras_ae.networks import DEFAULT_WIDTHS
 
     defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
-    arch = args.arch or defaults.get("arch")  # (a model without an architecture choice has none)
-    base = "-".join(part for part in (args.model, arch, _dataset_slug(args.dataset)) if part)
-    names = [name for name in opts.declared_options(model_cls) if name != "arch"] + list(NAMED_FLAGS)
+    declared = opts.declared_options(model_cls)
+    values = {name: defaults.get(name) if getattr(args, name, None) is None else getattr(args, name)
+              for name in declared}
+    in_base = [name for name, option in declared.items() if option.in_run_name_base]
+    base = "-".join(str(part) for part in (args.model, *(values[name] for name in in_base),
+                                           _dataset_slug(args.dataset)) if part)
     differs = []
-    for name in names:
+    for name in [name for name in declared if name not in in_base] + list(NAMED_FLAGS):
         value = getattr(args, name, None)
-        default = DEFAULT_WIDTHS[arch] if name == "widths" else defaults.get(name)
+        option = declared.get(name)
+        default = option.resolved_default(values) if option and option.resolved_default else defaults.get(name)
         if value is not None and runs.as_json(value) != runs.as_json(default):
             shown = "x".join(map(str, value)) if isinstance(value, (tuple, list)) else (
                 f"{value:g}" if isinstance(value, float) else str(value))

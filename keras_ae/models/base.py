@@ -261,10 +261,10 @@ class Autoencoder(ZooModel):
     outlier_score_name = "squared reconstruction error"
     options = {
         "latent_dim": Option("size of the code z", positive_int),
-        "arch": Option("encoder/decoder family", choices=ARCHITECTURES),
+        "arch": Option("encoder/decoder family", choices=ARCHITECTURES, in_run_name_base=True),
         "widths": Option("comma-separated Dense units (mlp) or conv filters per stage (conv)", int_list,
                          default_text=" for mlp, ".join(",".join(map(str, DEFAULT_WIDTHS[a])) for a in ARCHITECTURES)
-                         + " for conv"),
+                         + " for conv", resolved_default=lambda values: DEFAULT_WIDTHS[values["arch"]]),
         "dense_units": Option("conv: a Dense layer of this size before the code (0: none)", non_negative_int,
                               only_with=("arch", "conv")),
         "down": Option("conv: stride-2 convolutions or convolution + max-pooling", choices=DOWNSAMPLING,
