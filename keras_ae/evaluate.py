@@ -23,6 +23,7 @@ import numpy as np
 from keras_ae import console
 from keras_ae import figures as figure_lib
 from keras_ae import losses
+from keras_ae.contract import Likelihood
 from keras_ae.data.dataset import SAMPLE_IMAGES
 from keras_ae.errors import exit_code
 from keras_ae.models.base import in_batches
@@ -31,8 +32,6 @@ from keras_ae.options import positive_int
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
 PROBE_IMAGES = 5000  # training images the latent probe's classifiers and the PCA baseline are fitted on
-DEAD_OUTPUT = 0.01  # reconstructions whose variance over the images is below this share of the inputs' ignore them
-COLLAPSE_KL = 0.1  # nats per image: a VAE whose KL is below this (or has no active unit) has collapsed
 
 
 def capped_psnr(x, x_hat) -> np.ndarray:
@@ -157,24 +156,10 @@ def pca_baseline(latent_dim: int, train_x, batches) -> dict:
             "train_images": len(flat)}
 
 
-def findings(report: dict) -> list[str]:
-    """What the metrics say, in words: PCA beaten or not, codes against pixels, compression, collapse, or a
-    density's exact likelihood and sampling time."""
-    metrics, lines = report["metrics"], []
-    pca = metrics.get("pca_baseline")
-    if pca and report["architecture"] != "linear":
-        model_se = metrics["reconstruction"]["squared_error"]
-        verdict = "beats" if model_se < pca["squared_error"] else "does NOT beat"
-        lines.append(f"{verdict} PCA at the same code size: test squared error {model_se:.4g} against PCA's "
-                     f"{pca['squared_error']:.4g} ({model_se / max(pca['squared_error'], 1e-12):.2f}x)")
-        spread, likelihood = metrics["reconstruction"], metrics.get("likelihood") or {}
-        collapsed = "kl" in likelihood and (likelihood["active_units"] == 0 or likelihood["kl"] < COLLAPSE_KL)
-        if not collapsed and spread.get("output_variance", np.inf) < DEAD_OUTPUT * spread.get("input_variance", 0.0):
-            # (a collapsed VAE's outputs do not vary either: the collapse warning below names that cause)
-            lines.append(f"WARNING: the reconstructions hardly vary from image to image (variance "
-                         f"{spread['output_variance']:.3g} against the images' {spread['input_variance']:.3g}): "
-                         "the network ignores its input (dead ReLUs or saturated outputs); try --reconstruction bce, "
-                         "a lower --learning-rate or other --widths")
+def findings(model, metrics: dict) -> list[str]:
+    """What the metrics say, in words: the model's own findings (PCA beaten or not, a collapse, a density's
+    exact likelihood, ...), then what the codes are good for where it was measured."""
+    lines = list(model.findings(metrics))
     if "probe" in metrics:
         codes, pixels = metrics["probe"]["codes"]["logistic"], metrics["probe"]["pixels"]["logistic"]
         lines.append(f"codes {'beat' if codes > pixels else 'do not beat'} pixels on the linear probe "
@@ -184,15 +169,6 @@ def findings(report: dict) -> list[str]:
         lines.append(f"compression: {compressed['raw_bytes']} bytes of pixels -> {compressed['int8']['bytes']} bytes "
                      f"of 8-bit code ({compressed['raw_bytes'] / compressed['int8']['bytes']:.1f}x) at "
                      f"{compressed['int8']['psnr']:.1f} dB")
-    likelihood = metrics.get("likelihood")
-    if likelihood and likelihood.get("exact"):
-        lines.append(f"exact test negative log-likelihood {likelihood['nll']:.2f} nats per image "
-                     f"({likelihood['bits_per_dim']:.4f} bits/dim); sampling takes "
-                     f"{metrics['sampling']['seconds_per_image']:.3g} s per image, pixel by pixel")
-    elif likelihood and (likelihood["active_units"] == 0 or likelihood["kl"] < COLLAPSE_KL):
-        lines.append(f"WARNING: posterior collapse: KL {likelihood['kl']:.3g} nats, {likelihood['active_units']} "
-                     "active units: the decoder ignores the code (samples of a class all look alike); lower "
-                     "--beta or use --kl-warmup-epochs / --free-bits")
     return lines
 
 
@@ -249,21 +225,30 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
     labels = test_y if model.num_classes else None
     notes, metrics, images = [], {}, {"sample of the test split": len(test_x)}
     train_x, train_y = splits.sample("train", probe_images)
-    if model.has_codes:
-        with phase(f"reconstruction and the PCA baseline over the {len(splits.test)} test images"), splits.reading():
+    code = model.code
+    if code is not None:
+        with phase(f"reconstruction over the {len(splits.test)} test images"), splits.reading():
             reconstruction = reconstruction_metrics(model, splits.pipeline("test", 256, shuffle=False))
-            baseline = pca_baseline(model.latent_dim, train_x, splits.pipeline("test", 256, shuffle=False))
-        with phase(f"codes, Jacobian, denoising and compression on {len(test_x)} test images"):
-            metrics.update({"reconstruction": reconstruction, "pca_baseline": baseline,
-                            "zero_fraction": zero_fraction(model, test_x, labels),
+        with phase(f"denoising on {len(test_x)} test images"):
+            metrics.update({"reconstruction": reconstruction,
+                            "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
+                                          for noise, level in CORRUPTIONS.items()}})
+        images["reconstruction"] = reconstruction["images"]
+    if code is not None and code.flat:
+        with phase(f"the PCA baseline over the {len(splits.test)} test images"), splits.reading():
+            baseline = pca_baseline(code.size, train_x, splits.pipeline("test", 256, shuffle=False))
+        with phase(f"codes, Jacobian and compression on {len(test_x)} test images"):
+            metrics.update({"pca_baseline": baseline, "zero_fraction": zero_fraction(model, test_x, labels),
                             "jacobian_norm": jacobian_norm(model, test_x[:jacobian_images], None if labels is None
                                                            else labels[:jacobian_images]),
-                            "denoising": {noise: denoising_psnr(model, test_x, noise, level, labels)
-                                          for noise, level in CORRUPTIONS.items()},
                             "compression": compression(model, test_x, labels)})
-        images.update({"reconstruction": reconstruction["images"], "PCA baseline (train / test)":
-                       f"{baseline['train_images']} / {reconstruction['images']}",
+        images.update({"PCA baseline (train / test)": f"{baseline['train_images']} / {reconstruction['images']}",
                        "jacobian_norm": min(jacobian_images, len(test_x))})
+    elif code is not None:
+        metrics["code_bits"] = code.bits
+        notes.append(f"the PCA baseline, code sparsity, the encoder Jacobian, float compression, the latent probe "
+                     f"and the latent-space figures take flat real-valued codes; this code is {code.dtype} of shape "
+                     f"{code.shape}" + (f" ({code.bits:g} bits per image)" if code.bits else ""))
     else:
         notes.append(f"reconstruction, PCA baseline, codes, denoising, compression, the latent probe and the "
                      f"latent-space figures do not apply: {type(model).__name__} has no code")
@@ -272,23 +257,27 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
                         "outlier_score": model.outlier_score_name})
     with phase("sampling time"):
         metrics["sampling"] = sampling_time(model)
+    own = model.model_metrics(test_x, labels)
+    if own:
+        metrics["model"] = own
     likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)  # (it logs its phase)
     if likelihood is not None:
-        metrics["likelihood"] = likelihood
-    if model.has_codes and (test_y is None or not splits.train.has_labels):
+        metrics["likelihood"] = likelihood.to_json()
+    flat = code is not None and code.flat
+    if flat and (test_y is None or not splits.train.has_labels):
         notes.append(f"latent probe skipped: dataset {splits.name!r} has no labels")
-    elif model.has_codes and len(np.unique(train_y)) < 2:
+    elif flat and len(np.unique(train_y)) < 2:
         notes.append(f"latent probe skipped: the training sample of {splits.name!r} holds one class only")
-    elif model.has_codes:
+    elif flat:
         with phase(f"latent probe: classifiers on {len(train_x)} training codes"):
             metrics["probe"] = latent_probe(model, train_x, train_y, test_x, test_y)
         images["probe (train / test)"] = f"{len(train_x)} / {len(test_x)}"
     report = {"run": str(run.folder), "model": run.config.get("model_class"), "options": run.config["options"],
               "dataset": {"name": splits.name, "source": splits.source, "test_images": len(splits.test),
                           "train_images": len(splits.train)},
-              "architecture": model.architecture, "latent_dim": model.latent_dim,
+              "architecture": model.architecture, "code": None if code is None else code.describe(),
               "images": images, "metrics": metrics, "notes": notes}
-    return {**report, "findings": findings(report)}
+    return {**report, "findings": findings(model, metrics)}
 
 
 def sampling_time(model, count: int = 4) -> dict:
@@ -305,10 +294,12 @@ def summary_row(report: dict) -> dict:
     """The headline figures of a report, as one row of the comparison table (blank where they do not apply)."""
     metrics, options = report["metrics"], report["options"]
     reconstruction = metrics.get("reconstruction", {})
+    code = report["code"]
     row = {"run": Path(report["run"]).name, "dataset": report["dataset"]["name"],
            "train images": report["dataset"].get("train_images"), "epochs": options.get("epochs"),
            "model": options.get("model") or report["model"], "arch": report["architecture"],
-           "latent": report["latent_dim"],
+           "code": None if code is None else "x".join(map(str, code["shape"])) + (
+               f" of {code['levels']}" if code["levels"] else ""),
            "test squared error": reconstruction.get("squared_error"),
            "PCA squared error": (metrics.get("pca_baseline") or {}).get("squared_error"),
            "PSNR (dB)": reconstruction.get("psnr")}
@@ -325,13 +316,11 @@ def summary_row(report: dict) -> dict:
         row["‖dz/dx‖_F"] = metrics["jacobian_norm"]
         row["denoising gain, Gaussian / mask (dB)"] = (f"{metrics['denoising']['gaussian']['gain']:+.2f} / "
                                                        f"{metrics['denoising']['mask']['gain']:+.2f}")
-    likelihood = metrics.get("likelihood")
-    if likelihood:
-        row["test NLL (nats)"] = (f"{likelihood['nll']:.2f} exact" if likelihood.get("exact") else
-                                  f"<= {likelihood['nll']:.2f} (IWAE K = {likelihood['iwae_samples']})")
-        row["bits/dim"] = likelihood["bits_per_dim"]
-        if "elbo" in likelihood:
-            row["ELBO / IWAE (nats)"] = f"{likelihood['elbo']:.2f} / {likelihood['iwae']:.2f}"
+    if metrics.get("likelihood"):
+        likelihood = Likelihood.from_json(metrics["likelihood"])
+        row["test NLL (nats)"] = likelihood.headline()
+        row["bits/dim"] = likelihood.bits_per_dim
+        row.update(likelihood.details)
     if "sampling" in metrics:
         row["sampling s/image"] = metrics["sampling"]["seconds_per_image"]
     return row

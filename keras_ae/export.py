@@ -96,7 +96,7 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
 
     if not isinstance(model, ZooModel):
         raise ExportError(f"{type(model).__name__} is not a keras_ae model")
-    if model.has_codes and not model.prior.fitted:
+    if model.code is not None and not model.prior.fitted:
         raise ExportError(f"{model.name}'s prior is not fitted: call model.fit_prior(training images) after "
                           "training (keras_ae.train.train does)")
     name = name or model.name
@@ -118,10 +118,11 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
                               f"export with --version {max(serving.versions(model_dir)) + 1}")
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
         try:
-            if model.has_codes:
-                signatures = _write_artifacts(model, staging, version, _calibration(model), quantize)
-            else:
-                signatures = _write_density_artifacts(model, staging, version)
+            signatures = {}
+            if model.code is not None:
+                signatures.update(_write_artifacts(model, staging, version, _calibration(model), quantize))
+            for network, density in _densities(model).items():
+                signatures.update(_write_density_artifacts(density, network, staging, version))
             artifacts = {rel: {**_artifact_kind(rel, version), **serving.describe_artifact(staging / rel)}
                          for rel in _staged(staging, version)}
             write_json(staging / serving.metadata_path(version),
@@ -172,9 +173,17 @@ def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: 
     return version_dir
 
 
+def _densities(model) -> dict:
+    """The autoregressive densities of ``model``'s export by network name: the model itself when it is one
+    (``density``), or its prior when that is a model of its own (``prior``, sampled before decoding)."""
+    if model.code is None:
+        return {"density": model}
+    return {} if model.prior.density_model is None else {"prior": model.prior.density_model}
+
+
 def _served(model) -> tuple[str, ...]:
-    """The SavedModels of ``model``'s export: encoder and decoder, or the density of a model without codes."""
-    return ("encoder", "decoder") if model.has_codes else ("density",)
+    """The SavedModels of ``model``'s export: encoder and decoder (and a prior that is a model), or a density."""
+    return (("encoder", "decoder") if model.code is not None else ()) + tuple(_densities(model))
 
 
 def _commit_order(version: int, networks=tuple(MAIN_INPUT)) -> list[str]:
@@ -223,23 +232,23 @@ def serving_module(model, network: str, checked: bool, batch: int | None = None)
 
     main = MAIN_INPUT[network]
     net, classes = float32_network(getattr(model, network)), model.num_classes
-    shape = model.image_shape if network == "encoder" else (model.latent_dim,)
-    specs = {main: tf.TensorSpec((batch, *shape), tf.float32, name=main)}
+    shape, dtype = (model.image_shape, tf.float32) if network == "encoder" else (model.code.shape, model.code.dtype)
+    specs = {main: tf.TensorSpec((batch, *shape), dtype, name=main)}
     if classes:
         specs["label"] = tf.TensorSpec((batch,), tf.int32, name="label")
 
     def serve(**inputs):
         if checked:
-            inputs = _asserted(inputs, main, classes)
-        x = [inputs[main], tf.one_hot(inputs["label"], classes)] if classes else inputs[main]
-        outputs = net(x, training=False)
+            inputs = _asserted(inputs, main, classes, model.code.levels)
+        x = inputs[main] if network == "encoder" else model.code_vectors(inputs[main])
+        outputs = net([x, tf.one_hot(inputs["label"], classes)] if classes else x, training=False)
         if network == "encoder":
-            return {head: tf.cast(outputs[head], tf.float32) for head in model.heads}
+            return dict(model.code_outputs(outputs))
         return {"images": tf.sigmoid(tf.cast(outputs, tf.float32))}
 
     module = tf.Module()
     # The raw tf.Variables, not their Keras wrappers: the TFLite converter freezes only these.
-    module.network_variables = [variable.value for variable in net.variables]
+    module.network_variables = [variable.value for variable in [*net.variables, *model.code_variables]]
     module.serve = tf.function(serve, autograph=False)
     return module, module.serve.get_concrete_function(**specs)
 
@@ -264,13 +273,18 @@ def float32_network(net):
     return copy
 
 
-def _asserted(inputs: dict, main: str, classes: int | None) -> dict:
-    """``inputs`` behind assertions that reject invalid values with a message naming the input."""
+def _asserted(inputs: dict, main: str, classes: int | None, levels: int | None = None) -> dict:
+    """``inputs`` behind assertions that reject invalid values with a message naming the input (``levels``:
+    codes ``z`` are indices in ``range(levels)``)."""
     import tensorflow as tf
 
     x = inputs[main]
     if main == "images":
         checks = [(tf.reduce_all((x >= 0.0) & (x <= 1.0)), "images must hold pixels in [0, 1] (no NaN)")]
+    elif main == "uniforms":
+        checks = [(tf.reduce_all((x >= 0.0) & (x <= 1.0)), "uniforms must lie in [0, 1] (no NaN)")]
+    elif levels is not None:
+        checks = [(tf.reduce_all((x >= 0) & (x < levels)), f"z must hold codebook indices in [0, {levels - 1}]")]
     else:
         checks = [(tf.reduce_all(tf.math.is_finite(x)), "z must hold finite numbers (no NaN or inf)")]
     if classes:
@@ -287,7 +301,7 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
     import tensorflow as tf
 
     signatures = {}
-    for network in _served(model):
+    for network in ("encoder", "decoder"):
         log.info("exporting: %s SavedModel ...", network)
         module, function = serving_module(model, network, checked=True)
         tf.saved_model.save(module, str(staging / serving.saved_model_path(network, version)),
@@ -303,96 +317,88 @@ def _write_artifacts(model, staging: Path, version: int, calibration: dict, quan
     return signatures
 
 
-MAX_SAMPLES = 10_000  # images one call of a density's sample signature draws
+def density_module(density, checked: bool, batch: int | None = None):
+    """(tf.Module, {signature name: concrete function}) serving an autoregressive density (a PixelCNN, or a
+    prior over a code grid) through its declared interface (``density``, ``log_prob``, ``density_logits``):
 
-
-def density_module(model, checked: bool, batch: int | None = None):
-    """(tf.Module, {signature name: concrete function}) serving a density without codes (a PixelCNN).
-
-    - ``log_prob``: ``images`` [-1, H, W, C] in [0, 1] (+ ``label``) -> ``log_prob`` [-1], nats per
-      image (of the pixels the model observes: thresholded at 0.5 for a Bernoulli likelihood);
-    - ``sample``: ``count`` int32, ``seed`` int64 (+ ``label`` int32 [count]) -> ``images``, drawn
-      pixel by pixel in one graph (H * W * C network passes), reproducibly from the seed;
-    - ``next_pixel``: ``images`` (+ ``label``) -> ``probabilities`` of every pixel given the pixels
-      before it ([-1, H, W, C] of p(1), or [-1, H, W, C, 256] over grey levels), for a client that
-      draws the pixels itself (the TFLite file).
+    - ``log_prob``: ``images`` [-1, H, W, C] in [0, 1] (+ ``label``) -> ``log_prob`` [-1], nats per image
+      (of the elements the model observes: thresholded at 0.5 for a binary density);
+    - ``sample``: ``uniforms`` [-1, H, W, C] in [0, 1) (+ ``label``) -> ``images``, drawn element by element
+      in one graph by the one sampler (:mod:`keras_ae.autoregressive`; :func:`keras_ae.serving.uniforms`
+      draws the uniforms from a seed);
+    - ``complete``: ``images``, ``uniforms`` and ``start`` (a raster index) -> ``images`` whose elements from
+      ``start`` on are drawn given those before;
+    - ``step``: the same with ``position``: one element drawn (the TFLite file a device calls once per element).
     """
     import tensorflow as tf
 
-    net, classes, shape = float32_network(model.network), model.num_classes, model.image_shape
-    positions = int(np.prod(shape))
-    bernoulli = model.likelihood == "bernoulli"
+    from keras_ae import autoregressive
 
-    def logits(images, label):
-        return tf.cast(net([images, tf.one_hot(label, classes)] if classes else images, training=False), tf.float32)
+    classes, spec = density.num_classes, density.density
+
+    def logits_fn(label):
+        return lambda values: density.density_logits(values, label)
+
+    def checked_inputs(inputs, main="images"):
+        return _asserted(inputs, main, classes) if checked else inputs
 
     def log_prob(**inputs):
-        if checked:
-            inputs = _asserted(inputs, "images", classes)
-        observed = model.observed(inputs["images"])
-        return {"log_prob": -model.nll_from_logits(observed, logits(observed, inputs.get("label")))}
+        inputs = checked_inputs(inputs)
+        return {"log_prob": density.log_prob(inputs["images"], inputs.get("label"))}
 
-    def next_pixel(**inputs):
-        out = logits(model.observed(inputs["images"]), inputs.get("label"))
-        return {"probabilities": tf.sigmoid(out) if bernoulli else tf.nn.softmax(out, axis=-1)}
+    def sample(**inputs):
+        inputs = checked_inputs(inputs, "uniforms")
+        zeros = tf.zeros_like(inputs["uniforms"])
+        return {"images": autoregressive.fill(logits_fn(inputs.get("label")), spec, zeros, inputs["uniforms"], 0)}
 
-    def sample(count, seed, label=None):
-        checks = [tf.debugging.Assert((count >= 1) & (count <= MAX_SAMPLES), [f"count must be in [1, {MAX_SAMPLES}]"])]
+    def complete(**inputs):
+        start = inputs.pop("start")
+        inputs = checked_inputs(inputs)
+        values = density.observed(inputs["images"])
+        return {"images": autoregressive.fill(logits_fn(inputs.get("label")), spec, values, inputs["uniforms"], start)}
+
+    def step(**inputs):
+        position = inputs.pop("position")
+        values = autoregressive.step(logits_fn(inputs.get("label")), spec, inputs["images"], inputs["uniforms"],
+                                     position)
+        return {"images": values}
+
+    def specs(*names, **scalars):
+        found = {name: tf.TensorSpec((batch, *spec.shape), tf.float32, name=name) for name in names}
+        found.update({name: tf.TensorSpec((), tf.int32, name=name) for name in scalars})
         if classes:
-            checks += [tf.debugging.Assert(tf.reduce_all((label >= 0) & (label < classes)) &
-                                           tf.equal(tf.size(label), count),
-                                           [f"label needs one class id in [0, {classes - 1}] per image"])]
-        with tf.control_dependencies(checks):
-            images = tf.zeros(tf.concat([[count], shape], 0), tf.float32)
+            found["label"] = tf.TensorSpec((batch,), tf.int32, name="label")
+        return found
 
-        def draw(i, images):
-            row, col, channel = i // (shape[1] * shape[2]), (i // shape[2]) % shape[1], i % shape[2]
-            pixel = logits(images, label)[:, row, col, channel]
-            step_seed = tf.stack([seed, tf.cast(i, tf.int64)])
-            if bernoulli:
-                value = tf.cast(tf.random.stateless_uniform([count], step_seed) < tf.sigmoid(pixel), tf.float32)
-            else:
-                value = tf.cast(tf.random.stateless_categorical(pixel, 1, step_seed)[:, 0], tf.float32) / 255.0
-            here = tf.reshape(tf.one_hot(i, positions), [1, *shape])
-            return i + 1, images * (1.0 - here) + value[:, None, None, None] * here
-
-        _, images = tf.while_loop(lambda i, _: i < positions, draw, [tf.constant(0), images])
-        return {"images": images}
-
-    image_specs = {"images": tf.TensorSpec((batch, *shape), tf.float32, name="images")}
-    if classes:
-        image_specs["label"] = tf.TensorSpec((batch,), tf.int32, name="label")
-    sample_specs = {"count": tf.TensorSpec((), tf.int32, name="count"), "seed": tf.TensorSpec((), tf.int64, name="seed")}
-    if classes:
-        sample_specs["label"] = tf.TensorSpec((None,), tf.int32, name="label")
     module = tf.Module()
-    module.network_variables = [variable.value for variable in net.variables]
-    module.log_prob = tf.function(log_prob, autograph=False)
-    module.next_pixel = tf.function(next_pixel, autograph=False)
-    module.sample = tf.function(sample, autograph=False)
-    return module, {"log_prob": module.log_prob.get_concrete_function(**image_specs),
-                    "next_pixel": module.next_pixel.get_concrete_function(**image_specs),
-                    "sample": module.sample.get_concrete_function(**sample_specs)}
+    module.network_variables = [variable.value for variable in density.variables]
+    functions = {"log_prob": (log_prob, specs("images")), "sample": (sample, specs("uniforms")),
+                 "complete": (complete, specs("images", "uniforms", start=True)),
+                 "step": (step, specs("images", "uniforms", position=True))}
+    concrete = {}
+    for name, (function, signature) in functions.items():
+        setattr(module, name, tf.function(function, autograph=False))
+        concrete[name] = getattr(module, name).get_concrete_function(**signature)
+    return module, concrete
 
 
-def _write_density_artifacts(model, staging: Path, version: int) -> dict:
-    """The density SavedModel (log_prob, also its serving_default, and sample) and the float32 TFLite
-    next-pixel model under ``staging``; return their signatures."""
+def _write_density_artifacts(density, network: str, staging: Path, version: int) -> dict:
+    """The SavedModel of a density (log_prob, also its serving_default, sample and complete) and its float32
+    TFLite step file under ``staging``, as ``network``; return their signatures."""
     import tensorflow as tf
 
-    log.info("exporting: density SavedModel (log_prob, sample) ...")
-    module, served = density_module(model, checked=True)
-    tf.saved_model.save(module, str(staging / serving.saved_model_path("density", version)),
-                        signatures={SIGNATURE: served["log_prob"], "log_prob": served["log_prob"],
-                                    "sample": served["sample"]})
-    log.info("exporting: next-pixel TFLite float32 ...")
-    module, functions = density_module(model, checked=False, batch=TFLITE_BATCH)
-    path = staging / serving.tflite_path("next_pixel", "float32", version)
+    log.info("exporting: %s SavedModel (log_prob, sample, complete) ...", network)
+    module, served = density_module(density, checked=True)
+    names = ("log_prob", "sample", "complete")
+    tf.saved_model.save(module, str(staging / serving.saved_model_path(network, version)),
+                        signatures={SIGNATURE: served["log_prob"], **{name: served[name] for name in names}})
+    log.info("exporting: %s TFLite step, float32 ...", network)
+    module, functions = density_module(density, checked=False, batch=TFLITE_BATCH)
+    path = staging / serving.tflite_path(network, "float32", version)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_tflite(module, functions["next_pixel"], "float32", {}))
-    return {"density": {"log_prob": _describe_signature(served["log_prob"], "log_prob"),
-                        "sample": _describe_signature(served["sample"], "sample")},
-            "next_pixel": _describe_signature(functions["next_pixel"])}
+    path.write_bytes(_tflite(module, functions["step"], "float32", {}))
+    return {network: {name: _describe_signature(served[name], name) for name in names},
+            f"{network}_step": _describe_signature(functions["step"])}
 
 
 def _tflite(module, function, variant: str, calibration: dict) -> bytes:
@@ -456,14 +462,16 @@ def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict,
         "model_class": type(model).__name__,
         "architecture": model.architecture,
         "model_config": model.get_config(),
-        "latent_dim": model.latent_dim,
+        "networks": list(_served(model)),
+        "code": None if model.code is None else model.code.describe(),
+        "latent_dim": model.code.size if model.code is not None and model.code.flat else None,
         "image_shape": list(model.image_shape),
         "pixel_range": [0.0, 1.0],
         "num_classes": classes,
         "labels": None if classes is None else list(range(classes)),
-        "sampling": model.prior.describe() if model.has_codes else {
-            "prior": serving.AUTOREGRESSIVE, "order": "raster: row by row, column by column, channel by channel",
-            "likelihood": model.likelihood, "levels": 2 if model.likelihood == "bernoulli" else 256},
+        "density": None if model.density is None else model.density.describe(),
+        "sampling": {"prior": serving.AUTOREGRESSIVE, "network": "density"} if model.code is None else
+        model.prior.describe(),
         "dataset": None,
         "metrics": None,
         "trained_with": None,

@@ -38,15 +38,20 @@ def _decode(model, z, labels=None) -> np.ndarray:
 
 
 def _needs_codes(run, figure: str) -> None:
-    """Skip a figure of the latent space for a model without one (a density such as the PixelCNN)."""
-    if not run.model.has_codes:
+    """Skip a figure of the latent space for a model without flat real-valued codes (a density such as the
+    PixelCNN has none; a VQ-VAE's are grids of codebook indices)."""
+    code = run.model.code
+    if code is None:
         raise Skipped(f"{figure} figure skipped: {type(run.model).__name__} has no code (no latent space)")
+    if not code.flat:
+        raise Skipped(f"{figure} figure skipped: it takes flat real-valued codes; {type(run.model).__name__}'s code is "
+                      f"{code.dtype} of shape {code.shape}")
 
 
 def reconstructions(run) -> str:
     """What the model does to test images (``figure_rows``): reconstructions, or a density's completions."""
     x, _, labels = _test(run, 10)
-    name, what = (("reconstructions.png", "test images") if run.model.has_codes else
+    name, what = (("reconstructions.png", "test images") if run.model.code is not None else
                   ("completions.png", "bottom halves drawn pixel by pixel given the top halves"))
     plots.image_rows(run.model.figure_rows(x, labels), run.folder / name, title=_title(run, what))
     return name
@@ -60,11 +65,11 @@ def code_heatmap(run) -> str:
 
 
 def samples(run, columns: int = 10) -> str:
-    """New images of the model (``sample``); one row per class for a conditional model. A density drawn
-    pixel by pixel gets fewer (``columns`` // 2 per row) for it takes H * W network passes."""
+    """New images of the model (``sample``); one row per class for a conditional model. A model whose samples
+    take sequential network passes (a density drawn pixel by pixel) gets fewer: ``columns`` // 2 per row."""
     model = run.model
-    how = f"z ~ {model.prior.label}" if model.has_codes else "drawn pixel by pixel"
-    columns = columns if model.has_codes else columns // 2
+    how = f"z ~ {model.prior.label}" if model.code is not None else "drawn pixel by pixel"
+    columns = columns if model.sampling_passes == 1 else columns // 2
     if model.num_classes:
         classes = range(model.num_classes)
         drawn = np.asarray(model.sample(columns * len(classes), labels=np.repeat(classes, columns), seed=0))
@@ -221,10 +226,11 @@ LATENT_FIGURES = ("codes", "manifold", "code_scatter", "interpolation", "arithme
 
 
 def write_all(run, which=None) -> tuple[list[str], list[str]]:
-    """Write the figures named in ``which`` (all by default; for a model without codes, all but the
-    latent-space ones); returns (file names written, notes on skipped ones)."""
+    """Write the figures named in ``which`` (all by default; for a model without flat real-valued codes, all
+    but the latent-space ones: the report's notes say why); returns (file names written, notes on skipped ones)."""
     written, skipped = [], []
-    which = which or [name for name in FIGURES if run.model.has_codes or name not in LATENT_FIGURES]
+    flat = run.model.code is not None and run.model.code.flat
+    which = which or [name for name in FIGURES if flat or name not in LATENT_FIGURES]
     for name in which:
         try:
             written.append(FIGURES[name](run))

@@ -8,10 +8,12 @@
 EXPORT is a model folder ``<root>/<name>`` written by :mod:`keras_ae.export` (its latest version, or
 ``--version N``) or one version's folder ``<root>/<name>/<N>``. Codes are drawn from the model's prior
 as its ``metadata.json`` describes it (the N(0, I) of a VAE, or the Gaussian fitted to the training codes
-of a plain autoencoder), decoded by the exported decoder only (a TF Serving SavedModel, or a TFLite file
-run by ``ai_edge_litert``), and written as a PNG grid. An exported density (PixelCNN) is sampled pixel
-by pixel: by its SavedModel's ``sample`` signature, or on a device by its next-pixel TFLite file
-(``--backend tflite``), one call per pixel; the time per image is printed.
+of a plain autoencoder) -- or, for a prior that is a model of its own (a VQ-VAE's PixelCNN over its code
+grid), by that prior's exported artifact -- decoded by the exported decoder only (a TF Serving
+SavedModel, or a TFLite file run by ``ai_edge_litert``), and written as a PNG grid. An exported density
+(PixelCNN) is sampled pixel by pixel: by its SavedModel's ``sample`` signature, or on a device by its
+TFLite step file (``--backend tflite``), one call per pixel; both draw the same images for a seed, the
+same as the Keras model, and the time per image is printed.
 
 This module is the client side of an export (the format is :mod:`keras_ae.serving`): it needs numpy,
 matplotlib, and TensorFlow for the ``saved_model`` backend or ``ai_edge_litert`` for ``tflite`` -- never
@@ -47,7 +49,7 @@ def load_decoder(export_dir, backend: str = "saved_model", variant: str = "float
     metadata, run = _load(export_dir, "decoder", backend, variant, version)
 
     def decode(z, labels=None) -> np.ndarray:
-        z = serving.check_array(z, "codes z", (metadata["latent_dim"],))
+        z = serving.check_codes(z, metadata["code"])
         return run({"z": z, **_label_input(metadata, labels, len(z))})["images"]
 
     return decode
@@ -67,41 +69,47 @@ def load_encoder(export_dir, backend: str = "saved_model", version: int | None =
     return encode
 
 
-def load_density(export_dir, backend: str = "saved_model", version: int | None = None):
-    """(``sample(num, labels=None, seed=0) -> images``, metadata) of an exported density (a PixelCNN).
+def load_density(export_dir, backend: str = "saved_model", version: int | None = None, network: str = "density"):
+    """(``sample(num, labels=None, seed=0) -> images``, metadata) of an exported density (a PixelCNN; with
+    ``network="prior"``, the prior of a VQ-VAE over its code grid, whose values are index / (K - 1)).
 
-    ``saved_model`` runs the SavedModel's ``sample`` signature (the whole pixel-by-pixel loop in one
-    graph); ``tflite`` drives the next-pixel TFLite file here, one call per pixel and image, drawing
-    each pixel with NumPy: what a device without TensorFlow runs. (The two draw different images for a
-    seed: their random generators differ.)
+    ``saved_model`` runs the SavedModel's ``sample`` signature (the whole loop in one graph); ``tflite``
+    calls the step file once per element and image: what a device without TensorFlow runs. Both take
+    the uniforms of :func:`keras_ae.serving.uniforms` from ``seed``, so they draw the same images, and
+    the same as the Keras model's ``sample``.
     """
     metadata = serving.read_metadata(export_dir, version)
-    if serving.networks(metadata) != ("density",):
-        raise InputError(f"{metadata['model_dir']} is an autoencoder: decode codes with load_decoder")
-    if backend == "saved_model":
-        run = _load(export_dir, "density", backend, "float32", metadata["version"], signature="sample")[1]
+    if network not in serving.networks(metadata):
+        raise InputError(f"{metadata['model_dir']} has no {network} (it has {', '.join(serving.networks(metadata))})"
+                         + ("; decode codes with load_decoder" if network == "density" else ""))
+    shape = tuple(serving.density_of(metadata, network)["shape"])
+    labelled = network == "density"  # (a prior over codes is not conditional)
+    function = "sample" if backend == "saved_model" else "step"
+    run = _load(export_dir, network, backend, "float32", metadata["version"], signature=function)[1]
 
-        def sample(num, labels=None, seed=0) -> np.ndarray:
-            inputs = {"count": np.int32(num), "seed": np.int64(seed), **_label_input(metadata, labels, num)}
-            return run(inputs)["images"]
-
-        return sample, metadata
-    run = _load(export_dir, "next_pixel", backend, "float32", metadata["version"])[1]
-    shape, bernoulli = tuple(metadata["image_shape"]), metadata["sampling"]["likelihood"] == "bernoulli"
-
-    def sample_on_device(num, labels=None, seed=0) -> np.ndarray:
-        label = _label_input(metadata, labels, num)
-        rng, images = np.random.default_rng(seed), np.zeros((num, *shape), np.float32)
-        for position in np.ndindex(*shape):
-            p = run({"images": images, **label})["probabilities"][(slice(None), *position)]
-            if bernoulli:
-                images[(slice(None), *position)] = rng.random(num) < p
-            else:  # one categorical draw per image from its 256 grey-level probabilities
-                levels = (rng.random((num, 1)) > np.cumsum(p, axis=-1)).sum(axis=-1).clip(0, 255)
-                images[(slice(None), *position)] = levels / 255.0
+    def sample(num, labels=None, seed=0) -> np.ndarray:
+        label = _label_input(metadata, labels, num) if labelled else {}
+        uniforms = serving.uniforms(seed, num, shape)
+        if backend == "saved_model":
+            return run({"uniforms": uniforms, **label})["images"]
+        images = np.zeros_like(uniforms)
+        for position in range(int(np.prod(shape))):  # the device path: one call per element
+            images = run({"images": images, "uniforms": uniforms, "position": np.int32(position), **label})["images"]
         return images
 
-    return sample_on_device, metadata
+    return sample, metadata
+
+
+def load_prior(export_dir, backend: str = "saved_model", version: int | None = None):
+    """``sample(num, seed=0) -> codes`` of an export whose prior is a model of its own (a VQ-VAE's PixelCNN
+    prior): codebook indices [num, *code shape], drawn by its ``prior`` artifact."""
+    sample, metadata = load_density(export_dir, backend, version, network="prior")
+    levels, shape = metadata["code"]["levels"], tuple(metadata["code"]["shape"])
+
+    def codes(num, seed=0) -> np.ndarray:
+        return np.rint(sample(num, None, seed) * (levels - 1)).astype(np.int32).reshape(num, *shape)
+
+    return codes
 
 
 def _label_input(metadata: dict, labels, count: int) -> dict:
@@ -112,7 +120,7 @@ def _label_input(metadata: dict, labels, count: int) -> dict:
 
 def _load(export_dir, network: str, backend: str, variant: str, version: int | None, signature: str = SIGNATURE):
     """(metadata, run) for one artifact: ``run`` maps a dict of named inputs to a dict of named outputs
-    (through the SavedModel's ``signature``)."""
+    (through the SavedModel's ``signature``; a density's TFLite file is its ``step``)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     metadata = serving.read_metadata(export_dir, version)
@@ -122,8 +130,7 @@ def _load(export_dir, network: str, backend: str, variant: str, version: int | N
     except Exception as error:  # a file that matches its sha256 but is no model (or another format's)
         raise ArtifactError(f"{path}: cannot load it as a {backend} ({one_line(error)[:160]}); export the run "
                             "again") from None
-    if signature == SIGNATURE:
-        serving.check_signature(metadata, network, inputs, path)
+    serving.check_signature(metadata, network, inputs, path, "log_prob" if signature == SIGNATURE else signature)
     return metadata, run
 
 
@@ -152,9 +159,9 @@ def _tflite_runner(path: Path):
     # LiteRT's default is one thread; one per core decodes faster (BENCHMARKS.md, "Decoding").
     runner = Interpreter(model_path=str(path), num_threads=os.cpu_count()).get_signature_runner(SIGNATURE)
 
-    def run(inputs: dict) -> dict:
-        rows = [runner(**{name: value[i:i + 1] for name, value in inputs.items()})
-                for i in range(len(next(iter(inputs.values()))))]
+    def run(inputs: dict) -> dict:  # (a scalar input, a density step's position, goes to every row)
+        rows = [runner(**{name: value if np.ndim(value) == 0 else value[i:i + 1] for name, value in inputs.items()})
+                for i in range(len(next(value for value in inputs.values() if np.ndim(value))))]
         return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
 
     return run, {name: [int(d) for d in details["shape"]] for name, details in runner.get_input_details().items()}
@@ -172,7 +179,8 @@ def build_parser(prog: str = "python -m keras_ae.generate") -> argparse.Argument
     parser.add_argument("--version", type=int, default=None, help="which version (default: the latest)")
     codes = parser.add_mutually_exclusive_group()
     codes.add_argument("--num", type=int, default=64, help="codes to sample as metadata.json says (default: 64)")
-    codes.add_argument("--codes", metavar="NPY", help="decode these codes: a .npy of shape [N, latent_dim]")
+    codes.add_argument("--codes", metavar="NPY", help="decode these codes: a .npy of shape [N, *code shape] "
+                                                      "(metadata.json's code)")
     codes.add_argument("--interpolate", nargs=2, metavar=("A_NPY", "B_NPY"),
                        help="decode the straight line between two codes (.npy of latent_dim values each)")
     parser.add_argument("--steps", type=int, default=8, help="codes on the --interpolate line (default: 8)")
@@ -197,8 +205,17 @@ def _load_npy(path: str) -> np.ndarray:
 def _codes_and_columns(args, metadata: dict) -> tuple[np.ndarray, int]:
     """The codes the flags ask for, and the grid's column count for them."""
     if args.interpolate:
+        if metadata["latent_dim"] is None:
+            raise InputError(f"{metadata['model_dir']}: --interpolate takes flat real-valued codes; this code is "
+                             f"{metadata['code']['dtype']} of shape {metadata['code']['shape']}")
         return latent.interpolate(*map(_load_npy, args.interpolate), args.steps), args.steps
-    codes = _load_npy(args.codes) if args.codes else serving.sample_codes(metadata["sampling"], args.num, args.seed)
+    if args.codes:
+        codes = _load_npy(args.codes)
+    elif "prior" in serving.networks(metadata):  # a prior that is a model of its own samples the codes
+        _announce(args, metadata, "prior")
+        codes = load_prior(args.export_dir, args.backend, metadata["version"])(args.num, args.seed)
+    else:
+        codes = serving.sample_codes(metadata["sampling"], args.num, args.seed)
     conditional = metadata["num_classes"] and args.label is None
     return codes, metadata["num_classes"] if conditional else math.ceil(math.sqrt(len(codes)))
 
@@ -233,6 +250,15 @@ def generate(args: argparse.Namespace) -> Path:
     return Path(args.out)
 
 
+def _announce(args: argparse.Namespace, metadata: dict, network: str) -> float:
+    """Say how many network passes the sampling of ``network`` takes before it starts; return the start time."""
+    passes = int(np.prod(serving.density_of(metadata, network)["shape"]))
+    what = "images pixel by pixel" if network == "density" else "codes element by element from the prior"
+    print(f"sampling {args.num} {what} ({passes} network passes{' per image' * (args.backend == 'tflite')}) ...",
+          file=sys.stderr)
+    return time.monotonic()
+
+
 def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     """New images of an exported density, pixel by pixel (the time per image is printed), as a grid."""
     if args.codes or args.interpolate:
@@ -243,10 +269,7 @@ def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     classes = metadata["num_classes"]
     labels = args.label if args.label is not None or not classes else np.arange(args.num) % classes
     sample, _ = load_density(args.export_dir, args.backend, metadata["version"])
-    passes = int(np.prod(metadata["image_shape"]))
-    print(f"sampling {args.num} images pixel by pixel ({passes} network passes{' per image' * (args.backend == 'tflite')}"
-          ") ...", file=sys.stderr)
-    start = time.monotonic()
+    start = _announce(args, metadata, "density")
     images = sample(args.num, labels, args.seed)
     seconds = time.monotonic() - start
     print(f"sampled {args.num} images pixel by pixel in {seconds:.1f} s ({seconds / args.num:.3f} s per image)",

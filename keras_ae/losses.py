@@ -30,6 +30,12 @@ def bernoulli_nll(x, logits):
     return sum_per_example(per_pixel)
 
 
+def categorical_nll(x, logits, levels: int):
+    """-log p(x | logits) per example, in nats, for values k / (levels - 1) and logits (..., levels) over k."""
+    indices = ops.cast(ops.round(x * (levels - 1)), "int32")
+    return sum_per_example(-ops.take_along_axis(ops.log_softmax(logits, axis=-1), indices[..., None], axis=-1))
+
+
 def gaussian_nll(x, mean, log_var):
     """-log N(x; mean, exp(log_var)) per image, in nats; ``log_var`` broadcasts (scalar = fixed variance)."""
     log_var = ops.zeros_like(mean) + log_var

@@ -131,10 +131,13 @@ def constructor_defaults(model_cls) -> dict:
 
 
 def declared_options(model_cls) -> dict[str, Option]:
-    """The options of a model class and of its bases, by constructor argument name."""
+    """The options of a model class and of its bases, by constructor argument name, less those a class
+    says it does not take (``dropped_options``: a VQ-VAE has no --arch)."""
     options = {}
     for klass in reversed(model_cls.__mro__):
         options.update(vars(klass).get("options", {}))
+        for name in vars(klass).get("dropped_options", ()):
+            options.pop(name, None)
     return options
 
 

@@ -7,10 +7,15 @@ name holds its numbered versions::
     <root>/<name>/decoder/<version>/    SavedModel (TF Serving base path: <root>/<name>/decoder)
     <root>/<name>/<version>/            metadata.json and the TFLite files of that version
 
-A density without a code (the PixelCNN) has one SavedModel instead of the two, ``<root>/<name>/density/``,
-with the signatures ``log_prob`` (images -> nats) and ``sample`` (count, seed -> images), and one TFLite
-file, ``<version>/next_pixel.tflite`` (an image -> the distribution of every pixel given those before it),
-that a client calls once per pixel; its ``metadata.json`` says ``sampling.prior: autoregressive``.
+An autoregressive density -- a model without a code (the PixelCNN), or a prior that is a model of its
+own (a PixelCNN over a VQ-VAE's code grid, beside its encoder and decoder) -- is one SavedModel,
+``<root>/<name>/density/`` or ``<root>/<name>/prior/``, with the signatures ``log_prob`` (images ->
+nats), ``sample`` (uniforms -> images) and ``complete`` (images, uniforms, start -> images), and one
+TFLite file, ``<version>/density.tflite`` or ``<version>/prior.tflite``: one step of the sampler
+(images, uniforms, position -> images with that element drawn), that a device calls once per
+element. The uniforms come from :func:`uniforms` and a seed, so every backend draws the same images.
+metadata.json lists the ``networks`` of its version and describes the ``code`` (shape, dtype,
+levels) and the ``density`` (shape, levels, order); ``sampling`` describes the prior.
 
 ``metadata.json`` says what a client needs (shapes, pixel range, labels, the prior's description to
 sample codes from, signatures) and lists every artifact of its version with its sha256; paths are
@@ -30,17 +35,20 @@ import numpy as np
 from keras_ae.errors import InputError, KerasAEError, one_line
 from keras_ae.io import confined, read_json
 
-FORMAT_VERSION = 2  # of metadata.json; a client refuses other versions (1: keras_ae 0.2, one metadata per export)
+FORMAT_VERSION = 3  # of metadata.json; a client refuses other versions (2: keras_ae 0.3, flat codes only)
 SIGNATURE = "serving_default"
 BACKENDS = ("saved_model", "tflite")
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
-MAIN_INPUT = {"encoder": "images", "decoder": "z", "density": "images"}
-AUTOREGRESSIVE = "autoregressive"  # metadata.json's sampling.prior of a density drawn pixel by pixel (PixelCNN)
+MAIN_INPUT = {"encoder": "images", "decoder": "z", "density": "images", "prior": "images"}
+AUTOREGRESSIVE = "autoregressive"  # sampling.prior of a density drawn element by element (names its network)
 METADATA = "metadata.json"
 SERVING_CONFIG = "models.config"  # TF Serving --model_config_file of a model folder: both networks, one version
 PRIORS = ("normal", "empirical_gaussian", "mixture")
-REQUIRED_KEYS = ("name", "version", "latent_dim", "image_shape", "num_classes", "sampling", "signatures",
-                 "artifacts")
+REQUIRED_KEYS = ("name", "version", "networks", "code", "latent_dim", "image_shape", "num_classes", "density",
+                 "sampling", "signatures", "artifacts")
+NETWORK_SETS = (("encoder", "decoder"), ("encoder", "decoder", "prior"), ("density",))
+DENSITY_INPUTS = {"log_prob": ("images",), "sample": ("uniforms",), "complete": ("images", "uniforms", "start"),
+                  "step": ("images", "uniforms", "position")}  # the functions of a density's artifacts
 
 
 class ArtifactError(KerasAEError, ValueError):
@@ -65,10 +73,9 @@ def metadata_path(version: int) -> str:
 
 
 def networks(metadata: dict) -> tuple[str, ...]:
-    """The SavedModels of an export: encoder and decoder of an autoencoder, the density of a PixelCNN."""
-    sampling = metadata.get("sampling")
-    return ("density",) if isinstance(sampling, dict) and sampling.get("prior") == AUTOREGRESSIVE else \
-        ("encoder", "decoder")
+    """The SavedModels of an export, as its metadata.json lists them: encoder and decoder of an autoencoder (and
+    ``prior``, a prior that is a model of its own), or the ``density`` of a model without a code."""
+    return tuple(metadata["networks"])
 
 
 def versions(model_dir) -> list[int]:
@@ -164,11 +171,12 @@ def read_metadata(export_dir, version: int | None = None) -> dict:
     if metadata["version"] != version:
         raise ArtifactError(f"{path}: says version {metadata['version']!r:.40}, but it is the metadata of version "
                             f"{version}")
-    if networks(metadata) == ("density",):
-        if metadata["latent_dim"] is not None:
-            raise ArtifactError(f"{path}: a density has no code, but latent_dim is {metadata['latent_dim']!r:.80}")
-    elif not _positive_int(metadata["latent_dim"]):
-        raise ArtifactError(f"{path}: latent_dim must be a positive integer, got {metadata['latent_dim']!r:.80}")
+    if not isinstance(metadata["networks"], list) or tuple(metadata["networks"]) not in NETWORK_SETS:
+        raise ArtifactError(f"{path}: networks must be one of {[list(n) for n in NETWORK_SETS]}, got "
+                            f"{metadata['networks']!r:.80}; export the run again")
+    _check_code(metadata, path)
+    for network in set(networks(metadata)) & {"density", "prior"}:
+        _check_density(density_of(metadata, network), f"{path}: the {network}'s density")
     if not (isinstance(shape, list) and len(shape) == 3 and all(_positive_int(size) for size in shape)):
         raise ArtifactError(f"{path}: image_shape must be [H, W, C] of positive integers, got {shape!r:.80}")
     if classes is not None and not (_positive_int(classes) and classes >= 2):
@@ -178,6 +186,39 @@ def read_metadata(export_dir, version: int | None = None) -> dict:
 
 def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _shape(value) -> bool:
+    return isinstance(value, list) and len(value) >= 1 and all(_positive_int(size) for size in value)
+
+
+def _check_code(metadata: dict, path) -> None:
+    """An ArtifactError unless ``code`` (and ``latent_dim``) describe the decoder's input, or are null for a density."""
+    code, latent_dim = metadata["code"], metadata["latent_dim"]
+    if "decoder" not in networks(metadata):
+        if code is not None or latent_dim is not None:
+            raise ArtifactError(f"{path}: a density has no code, but code is {code!r:.80}")
+        return
+    if not (isinstance(code, dict) and _shape(code.get("shape")) and code.get("dtype") in ("float32", "int32")
+            and (code.get("levels") is None) == (code["dtype"] == "float32")
+            and (code.get("levels") is None or _positive_int(code["levels"]) and code["levels"] >= 2)):
+        raise ArtifactError(f"{path}: code must give shape, dtype (float32, or int32 with levels >= 2), got "
+                            f"{code!r:.120}; export the run again")
+    flat = len(code["shape"]) == 1 and code["dtype"] == "float32"
+    if latent_dim != (code["shape"][0] if flat else None):
+        raise ArtifactError(f"{path}: latent_dim {latent_dim!r:.40} disagrees with the code's shape {code['shape']}")
+
+
+def _check_density(density, what: str) -> None:
+    if not (isinstance(density, dict) and _shape(density.get("shape")) and len(density["shape"]) == 3
+            and _positive_int(density.get("levels")) and density["levels"] >= 2):
+        raise ArtifactError(f"{what} must give shape [H, W, C] and levels >= 2, got {density!r:.120}; export the run "
+                            "again")
+
+
+def density_of(metadata: dict, network: str) -> dict:
+    """The density description (shape, levels, order) of an export's ``density`` or ``prior`` network."""
+    return metadata["density"] if network == "density" else (metadata["sampling"] or {}).get("density")
 
 
 def verified_artifact(metadata: dict, network: str, backend: str, variant: str) -> Path:
@@ -208,12 +249,19 @@ def verified_artifact(metadata: dict, network: str, backend: str, variant: str) 
     return path
 
 
-def check_signature(metadata: dict, network: str, inputs: dict, path) -> None:
+def check_signature(metadata: dict, network: str, inputs: dict, path, function: str = "log_prob") -> None:
     """An ArtifactError unless a loaded artifact takes the inputs metadata.json promises (``inputs``: name ->
-    shape, -1 or the fixed batch first): an edited latent_dim, image_shape or num_classes is caught here."""
-    main, shape = ("z", [metadata["latent_dim"]]) if network == "decoder" else ("images", list(metadata["image_shape"]))
-    expected = {main: shape, **({"label": []} if metadata["num_classes"] else {})}
-    found = {name: list(dims)[1:] for name, dims in inputs.items()}
+    shape, -1 or the fixed batch first; ``function``: which function of a density's artifact): an edited code,
+    image_shape, density or num_classes is caught here."""
+    if network in ("density", "prior"):
+        shape = list(density_of(metadata, network)["shape"])
+        expected = {name: [] if name in ("start", "position") else shape for name in DENSITY_INPUTS[function]}
+    else:
+        expected = {"z": list(metadata["code"]["shape"])} if network == "decoder" else \
+            {"images": list(metadata["image_shape"])}
+    expected.update({"label": []} if metadata["num_classes"] else {})
+    scalars = [name for name in inputs if name in ("start", "position")]  # scalars have no batch dimension
+    found = {name: list(dims) if name in scalars else list(dims)[1:] for name, dims in inputs.items()}
     if found != expected:
         raise ArtifactError(f"{path}: takes {found}, but metadata.json says {expected} (latent_dim, image_shape, "
                             "num_classes); export the run again")
@@ -230,6 +278,9 @@ def sample_codes(sampling: dict, num: int, seed: int | None = 0) -> np.ndarray:
     """
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
         raise InputError(f"number of codes must be an integer >= 1, got {num!r}")
+    if isinstance(sampling, dict) and sampling.get("prior") == AUTOREGRESSIVE:
+        raise InputError(f"this prior is a model of its own: its {sampling.get('network')!r} artifact samples it "
+                         "(keras_ae.generate.load_prior)")
     if not isinstance(sampling, dict) or sampling.get("prior") not in PRIORS:
         raise ArtifactError(f"metadata.json: unknown sampling {sampling!r:.80}; export the run again")
     rng = np.random.default_rng(seed)
@@ -254,6 +305,31 @@ def sample_codes(sampling: dict, num: int, seed: int | None = 0) -> np.ndarray:
     if codes.ndim != 2 or not np.isfinite(codes).all():
         raise ArtifactError("metadata.json: its sampling entry gives no finite float32 codes; export the run again")
     return codes
+
+
+def uniforms(seed: int | None, count: int, shape) -> np.ndarray:
+    """float32 uniforms in [0, 1), one per element of ``count`` arrays of ``shape``: the random numbers of the
+    one autoregressive sampler (:mod:`keras_ae.autoregressive`), drawn the same way by a model and by every
+    client of its export. The rows of a smaller count are the first rows of a larger one."""
+    return np.random.default_rng(seed).random((int(count), int(np.prod(shape))), dtype=np.float32).reshape(
+        int(count), *shape)
+
+
+def check_codes(value, code: dict) -> np.ndarray:
+    """Codes for a decoder whose code metadata.json describes: finite float32, or int32 indices in ``range(levels)``."""
+    if code["levels"] is None:
+        return check_array(value, "codes z", tuple(code["shape"]))
+    array = np.asarray(value)
+    shape = tuple(code["shape"])
+    if array.dtype.kind not in "iu":
+        raise InputError(f"codes z must be integer codebook indices, got dtype {array.dtype}")
+    if array.ndim != 1 + len(shape) or array.shape[1:] != shape or len(array) == 0:
+        raise InputError(f"codes z must have shape [N, {', '.join(map(str, shape))}] with N >= 1, got "
+                         f"{list(array.shape)}")
+    if array.min() < 0 or array.max() >= code["levels"]:
+        raise InputError(f"codes z must be indices in [0, {code['levels'] - 1}], got values in [{array.min()}, "
+                         f"{array.max()}]")
+    return array.astype(np.int32)
 
 
 def check_array(value, what: str, shape: tuple, value_range=None) -> np.ndarray:

@@ -40,7 +40,7 @@ class EpochImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         model = self.model
-        if not model.has_codes:  # a density model has no reconstruction, and sampling it takes H * W passes
+        if model.code is None:  # a density model has no reconstruction
             return
         labels = self.labels if model.num_classes else None
         self.writer = self.writer or tf.summary.create_file_writer(str(self.folder))
@@ -48,7 +48,7 @@ class EpochImages(keras.callbacks.Callback):
             reconstructed = np.asarray(model.reconstruct(self.images, labels))
             tf.summary.image("reconstructions (validation images over them)",
                              _picture([self.images, reconstructed]), step=epoch)
-            if model.prior.fitted:
+            if model.prior.fitted and model.sampling_passes == 1:  # (a prior drawn element by element is slow)
                 codes = model.prior.sample(SHOWN, seed=0)
                 tf.summary.image("samples of the prior", _picture([np.asarray(model.decode(codes, labels))]),
                                  step=epoch)
@@ -71,7 +71,7 @@ def write_summary(logs, model, options: dict, test_metrics: dict, images: np.nda
             tf.summary.scalar(f"test_{name}", float(value), step=epoch)
     writer.flush()
 
-    if not model.has_codes:
+    if model.code is None or not model.code.flat:  # the projector shows flat codes
         return
     folder = logs / "projector"
     folder.mkdir(parents=True, exist_ok=True)

@@ -215,7 +215,9 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
     for name in [name for name in declared if name not in in_base] + list(NAMED_FLAGS):
         value = getattr(args, name, None)
         option = declared.get(name)
-        default = option.resolved_default(values) if option and option.resolved_default else defaults.get(name)
+        default = defaults.get(name)
+        if default is None and option and option.resolved_default:
+            default = option.resolved_default(values)
         if value is not None and runs.as_json(value) != runs.as_json(default):
             shown = "x".join(map(str, value)) if isinstance(value, (tuple, list)) else (
                 f"{value:g}" if isinstance(value, float) else str(value))
@@ -455,7 +457,7 @@ def _write_results(model, splits, run_dir: Path, batch_size: int) -> dict:
     from keras_ae.io import write_json
 
     test_metrics = model.evaluate(splits.pipeline("test", batch_size), verbose=0, return_dict=True)
-    if model.has_codes:
+    if model.code is not None:
         reconstruction = evaluate.reconstruction_metrics(model, splits.pipeline("test", batch_size))
         test_metrics.update({k: v for k, v in reconstruction.items() if k != "images"})
     history = run_dir / "history.csv"

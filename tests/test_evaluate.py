@@ -11,7 +11,8 @@ from PIL import Image
 from conftest import REPO
 from keras_ae import data, evaluate, latent, losses
 from keras_ae.errors import ConfigError
-from keras_ae.models import PCA
+from keras_ae.contract import Likelihood
+from keras_ae.models import PCA, VAE, Autoencoder
 
 rng = np.random.default_rng(0)
 
@@ -124,7 +125,10 @@ def vae_run(tmp_path_factory):
 def test_training_writes_the_report_with_every_vae_metric(vae_run):
     report = json.loads((vae_run / "report.json").read_text())
     metrics = report["metrics"]
-    assert metrics["likelihood"]["iwae"] >= metrics["likelihood"]["elbo"] - 0.5  # the bound is at least as tight (up to noise)
+    likelihood = metrics["likelihood"]
+    assert (likelihood["kind"], likelihood["estimator"], likelihood["samples"]) == ("upper bound", "importance-weighted",
+                                                                                   100)
+    assert -likelihood["nll"] >= likelihood["details"]["ELBO (nats)"] - 0.5  # the bound is at least as tight (up to noise)
     assert metrics["probe"]["pixels"]["logistic"] > 0.9
     assert 0.5 < metrics["outlier_auc"]["noise"] <= 1.0
     assert "## Figures" in (vae_run / "report.md").read_text()
@@ -152,7 +156,7 @@ def test_compare_makes_one_row_per_run_grouped_by_dataset_and_skips_folders_with
     assert result.returncode == 0, result.stderr
     assert f"note: skipped {tmp_path / 'unevaluated'}: no report.json" in result.stderr
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("| run | dataset | train images | epochs | model | arch | latent |")
+    assert lines[0].startswith("| run | dataset | train images | epochs | model | arch | code |")
     assert [line.split(" | ")[1] for line in lines[2:]] == ["digits", "digits", "mnist"]  # grouped
     assert lines[2].startswith("| vae | digits | 1437 | 15 | vae | mlp | 2 |")
 
@@ -190,12 +194,14 @@ def test_a_network_that_ignores_its_input_is_named_by_the_report():
         metrics = evaluate.reconstruction_metrics(Stub(reconstruct), [(x[:30], None), (x[30:], None)])
         assert metrics["input_variance"] == pytest.approx(variance, rel=1e-5)
         assert metrics["output_variance"] == pytest.approx(output_variance, rel=1e-4, abs=1e-9)
-        report = {"architecture": "conv", "metrics": {"reconstruction": metrics,
-                                                      "pca_baseline": {"squared_error": 1.0}}}
-        lines = evaluate.findings(report)
+        report = {"reconstruction": metrics, "pca_baseline": {"squared_error": 1.0}}
+        lines = evaluate.findings(Autoencoder((4, 4, 1), latent_dim=2), report)
         assert any(line.startswith("WARNING: the reconstructions hardly vary") for line in lines) == warned, lines
-    report["metrics"]["likelihood"] = {"kl": 0.01, "active_units": 0}  # a collapsed VAE: the cause is named instead
-    lines = evaluate.findings(report)
+    collapsed = Likelihood(90.0, 0.1, "upper bound", "importance-weighted", True, 10, {"ELBO (nats)": -95.0,
+                                                                                         "KL (nats)": 0.01,
+                                                                                         "active units": 0})
+    report["likelihood"] = collapsed.to_json()  # a collapsed VAE: the cause is named instead
+    lines = evaluate.findings(VAE((4, 4, 1), latent_dim=2), report)
     assert [line.split(":")[0] for line in lines if line.startswith("WARNING")] == ["WARNING"], lines
     assert "posterior collapse" in " ".join(lines) and "hardly vary" not in " ".join(lines)
 

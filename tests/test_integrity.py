@@ -78,7 +78,7 @@ def test_a_failed_overwrite_leaves_the_old_run_whole_and_the_command_can_be_reru
     assert "non-finite" in line and f"{trained} is unchanged" in line
     assert snapshot(trained) == before  # config, model, history and results all of the old run
     assert evaluate.main([str(trained), "--no-figures"]) == 0
-    assert json.loads((trained / "report.json").read_text())["latent_dim"] == 4
+    assert json.loads((trained / "report.json").read_text())["code"]["shape"] == [4]
     assert train_cli(trained, "--epochs", "3", "--latent-dim", "3", "--overwrite") == 0  # rerun: replaced
     assert runs.read_config(trained)["model_config"]["latent_dim"] == 3 and epochs_of(trained) == [0, 1, 2]
     assert not (trained / "report.json").exists()  # the old run's report went with it

@@ -13,6 +13,7 @@ import pytest
 
 from keras_ae.errors import ConfigError
 from keras_ae.models import VAE, ConditionalPixelCNN, PixelCNN
+from keras_ae.models.base import in_batches
 from keras_ae.models.pixelcnn import MaskedConv2D
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,11 +43,12 @@ def two_patterns():
 
 def test_exp_log_prob_sums_to_one_over_all_65536_binary_4x4_images(two_patterns):
     _, model = two_patterns
-    total = np.exp(model.log_prob(EVERY_4x4, batch_size=8192).astype("float64")).sum()
+    total = np.exp(in_batches(model.log_prob, EVERY_4x4, batch_size=8192).astype("float64")).sum()
     assert abs(total - 1.0) < 1e-4
     for block in ("gated", "residual"):
         untrained = PixelCNN((4, 4, 1), filters=8, blocks=1, block=block)
-        assert abs(np.exp(untrained.log_prob(EVERY_4x4, batch_size=8192).astype("float64")).sum() - 1.0) < 1e-4
+        assert abs(np.exp(in_batches(untrained.log_prob, EVERY_4x4, batch_size=8192).astype("float64")).sum()
+                   - 1.0) < 1e-4
 
 
 def test_the_conditional_density_sums_to_one_for_every_label():
@@ -54,7 +56,7 @@ def test_the_conditional_density_sums_to_one_for_every_label():
     model = _trained(lambda: ConditionalPixelCNN((4, 4, 1), num_classes=2, filters=8, blocks=1), x,
                      y.astype("int32"), 5)
     for label in (0, 1):
-        p = np.exp(model.log_prob(EVERY_4x4, np.full(len(EVERY_4x4), label), batch_size=8192).astype("float64"))
+        p = np.exp(in_batches(model.log_prob, EVERY_4x4, np.full(len(EVERY_4x4), label), 8192).astype("float64"))
         assert abs(p.sum() - 1.0) < 1e-4
     # and the label matters: each pattern is likelier under its own label
     own = model.log_prob(_patterns(2), np.array([0, 1]))
@@ -115,15 +117,13 @@ def test_masks_are_in_the_saved_layer_config():
     assert (again.mask_type, again.image_channels, again.padding) == ("A", 3, "same")
 
 
-def test_the_network_is_rebuilt_from_the_config_and_an_older_config_loads_undilated():
+def test_the_network_is_rebuilt_from_the_config():
     def dilation_rates(model):
         return [layer.dilation_rate[0] for layer in model.network.layers if layer.name.endswith("_3x3")]
 
     model = PixelCNN((8, 8, 1), filters=8, blocks=3, dilations=(1, 2))
     again = PixelCNN.from_config(model.get_config())
     assert dilation_rates(again) == dilation_rates(model) == [1, 2, 1]
-    older = {key: value for key, value in model.get_config().items() if key != "dilations"}
-    assert dilation_rates(PixelCNN.from_config(older)) == [1, 1, 1]
     with pytest.raises(ConfigError, match="dilations"):
         PixelCNN((8, 8, 1), dilations=(0,))
 
@@ -189,11 +189,11 @@ def test_train_py_trains_evaluates_and_reloads_a_pixelcnn(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
     assert "exact test negative log-likelihood" in output
-    assert (tmp_path / "export" / "run" / "1" / "next_pixel.tflite").is_file()
+    assert (tmp_path / "export" / "run" / "1" / "density.tflite").is_file()
     assert "s per image" in output
     report = json.loads((run / "report.json").read_text())
     likelihood = report["metrics"]["likelihood"]
-    assert likelihood["exact"] and likelihood["binarized"]
+    assert likelihood["kind"] == "exact" and likelihood["binarized"]
     assert likelihood["bits_per_dim"] == pytest.approx(likelihood["nll"] / (64 * np.log(2)))
     assert {"samples.png", "completions.png", "training_curves.png"} <= set(report["figures"])
     assert "reconstruction" not in report["metrics"] and "no code" in " ".join(report["notes"])
@@ -205,7 +205,7 @@ def test_train_py_trains_evaluates_and_reloads_a_pixelcnn(tmp_path):
     # results.json's test NLL is over dynamic binarizations; the reloaded model agrees in expectation
     from keras_ae.models.base import binarized_once
 
-    nll = np.mean([-model.log_prob(binarized_once(test_x, s), test_y).mean() for s in range(5)])
+    nll = np.mean([-in_batches(model.log_prob, binarized_once(test_x, s), test_y).mean() for s in range(5)])
     assert nll == pytest.approx(results["nll"], rel=0.03)
     table = subprocess.run([sys.executable, "-m", "keras_ae.compare", str(run)], cwd=REPO, capture_output=True,
                            text=True)
@@ -213,8 +213,8 @@ def test_train_py_trains_evaluates_and_reloads_a_pixelcnn(tmp_path):
 
 
 def test_an_exported_pixelcnn_scores_and_samples_without_the_model_code(two_patterns, tmp_path):
-    """The SavedModel's log_prob is the model's; its sample signature and the TFLite next-pixel file
-    driven by keras_ae.generate both draw what the model learned."""
+    """The SavedModel's log_prob is the model's; its sample signature and the TFLite step file driven by
+    keras_ae.generate draw what the model learned, and the very images the Keras model draws for a seed."""
     import tensorflow as tf
 
     from keras_ae import generate, serving
@@ -223,19 +223,25 @@ def test_an_exported_pixelcnn_scores_and_samples_without_the_model_code(two_patt
     patterns, model = two_patterns
     version = export_model(model, tmp_path, name="pc")
     metadata = serving.read_metadata(version)
-    assert metadata["latent_dim"] is None and metadata["sampling"]["prior"] == "autoregressive"
-    assert {entry["network"] for entry in metadata["artifacts"].values()} == {"density", "next_pixel"}
+    assert metadata["networks"] == ["density"] and metadata["code"] is None and metadata["latent_dim"] is None
+    assert metadata["density"]["levels"] == 2 and metadata["sampling"]["prior"] == "autoregressive"
+    assert {entry["network"] for entry in metadata["artifacts"].values()} == {"density"}
     assert 'name: "pc-density"' in (tmp_path / "pc" / "models.config").read_text()
     saved = tf.saved_model.load(str(tmp_path / "pc" / "density" / "1"))
     images = EVERY_4x4[::4096]
     served = saved.signatures["log_prob"](images=tf.constant(images))["log_prob"].numpy()
     np.testing.assert_allclose(served, model.log_prob(images), atol=1e-4)
+    keras_drawn = model.sample(200, seed=1)
     for backend in ("saved_model", "tflite"):
         sample, _ = generate.load_density(tmp_path / "pc", backend)
         drawn = sample(200, seed=1)
-        assert np.array_equal(drawn, sample(200, seed=1))  # reproducible from the seed
+        assert np.array_equal(drawn, keras_drawn), backend  # one sampler, one random scheme
         which = [(drawn == p).all(axis=(1, 2, 3)) for p in patterns]
         assert np.mean(which[0] | which[1]) > 0.9 and 0.6 < np.mean(which[0]) < 0.9, backend
+    given = np.repeat(patterns[1:], 4, axis=0)
+    completed = saved.signatures["complete"](images=tf.constant(given), uniforms=tf.constant(
+        serving.uniforms(3, 4, (4, 4, 1))), start=tf.constant(8))["images"].numpy()
+    assert np.array_equal(completed, model.complete(given, given_rows=2, seed=3))
     out = tmp_path / "grid.png"
     assert generate.main([str(tmp_path / "pc"), "--backend", "tflite", "--num", "4", "--out", str(out)]) == 0
     assert out.stat().st_size > 0

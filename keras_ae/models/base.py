@@ -1,9 +1,11 @@
 """The base classes of the zoo: the shared training step, and the autoencoder (encoder, decoder, prior).
 
 Every model of keras_ae is a :class:`ZooModel`: named loss terms, one ``train_step``/``test_step``,
-``outlier_score`` and ``likelihood_report``. Its ``has_codes`` says which family it belongs to, so
-training, evaluation, figures and export never ask which model they hold. The autoencoders
-(``has_codes``, subclasses of :class:`Autoencoder`) also keep this contract:
+``outlier_score``, ``likelihood_report`` and ``findings``. What it is it declares
+(:mod:`keras_ae.contract`): its ``code`` (None for a model without one), its ``density`` (an
+autoregressive density, :mod:`keras_ae.models.density`) and its ``sampling_passes``, so training,
+evaluation, figures and export never ask which model they hold. The autoencoders (a ``code``,
+subclasses of :class:`Autoencoder`) also keep this contract:
 
 - ``encode(x)``, ``decode(z)``, ``reconstruct(x)``, ``codes(x)`` (batched, NumPy) and ``sample(n)``;
 - ``prior``: how new codes are drawn (:mod:`keras_ae.models.priors`), fitted by ``fit_prior`` when
@@ -35,6 +37,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import distribute, losses, serving
+from keras_ae.contract import Code, Likelihood
 from keras_ae.errors import ConfigError, one_line
 from keras_ae.models.priors import FittedGaussian
 from keras_ae.networks import (
@@ -49,6 +52,7 @@ from keras_ae.networks import (
 from keras_ae.options import Option, finite_float, int_list, non_negative_int, positive_int
 
 RECONSTRUCTION_LOSSES = ("mse", "bce", "gaussian")
+DEAD_OUTPUT = 0.01  # reconstructions whose variance over the images is below this share of the inputs' ignore them
 
 
 def non_negative(option: str, value) -> float:
@@ -131,7 +135,7 @@ def _call(network, inputs, what: str):
 class ZooModel(keras.Model):
     """What every member of the zoo shares: named loss terms, the training and test steps, the metrics.
 
-    A subclass sets ``loss_terms``, ``options`` and ``has_codes``, builds its networks and
+    A subclass sets ``loss_terms`` and ``options``, declares ``code`` or ``density``, builds its networks and
     ``self.trackers = {name: self.tracker(name) for name in self.loss_terms}`` in its constructor, and
     defines ``compute_losses``, ``outlier_score``, ``term_units`` and (with a density)
     ``likelihood_report``. :class:`Autoencoder` is the family with an encoder, a decoder and codes;
@@ -140,7 +144,9 @@ class ZooModel(keras.Model):
 
     loss_terms = ("loss",)
     needs_labels = False  # conditional models must be trained on labelled data
-    has_codes = False  # True: encode/decode/codes/prior/reconstruct exist (the autoencoder contract)
+    code = None  # a Code (keras_ae.contract): encode/decode/codes/prior/reconstruct exist (the autoencoder contract)
+    density = None  # a Density: the model is an autoregressive density (keras_ae.models.density)
+    sampling_passes = 1  # sequential network passes that one new image takes
     options: dict = {}
     num_classes = None
 
@@ -159,9 +165,19 @@ class ZooModel(keras.Model):
         """Keras callbacks this model needs during ``fit`` (e.g. a KL warm-up schedule)."""
         return []
 
-    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict | None:
-        """The model's log-likelihood figures on images ``x`` (nats per image), or None: it has no density."""
+    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> Likelihood | None:
+        """The model's log-likelihood figures on images ``x`` (:class:`keras_ae.contract.Likelihood`), or None:
+        it has no density. ``num_samples`` is the K of an estimator (the VAE's importance-weighted bound)."""
         return None
+
+    def model_metrics(self, x, labels=None) -> dict:
+        """Figures of this model's own on test images ``x`` (a VQ-VAE's codebook usage), for the report's
+        ``metrics.model``; none by default."""
+        return {}
+
+    def findings(self, metrics: dict) -> list[str]:
+        """What this model's own metrics say, in words, for the report (its ``metrics`` as evaluation wrote them)."""
+        return []
 
     def fit_prior(self, x, y=None, batch_size: int = 256) -> None:
         """Fit what generation draws from to the training data once training has ended (nothing here)."""
@@ -257,7 +273,6 @@ class Autoencoder(ZooModel):
 
     heads = ("z",)
     loss_terms = ("loss", "reconstruction")
-    has_codes = True
     outlier_score_name = "squared reconstruction error"
     options = {
         "latent_dim": Option("size of the code z", positive_int),
@@ -358,6 +373,15 @@ class Autoencoder(ZooModel):
         return self.spec.latent_dim
 
     @property
+    def code(self) -> Code:
+        """A real-valued vector of ``latent_dim`` per image."""
+        return Code((self.latent_dim,))
+
+    @property
+    def sampling_passes(self) -> int:
+        return self.prior.sampling_passes
+
+    @property
     def input_dim(self) -> int:
         return self.spec.input_dim
 
@@ -382,12 +406,26 @@ class Autoencoder(ZooModel):
 
     def encode_heads(self, x, labels=None, training=False) -> dict:
         """Every head of the encoder, in float32 whatever the compute precision (mixed precision)."""
-        heads = self.encoder(self.conditioned(x, labels), training=training)
+        return self.code_outputs(self.encoder(self.conditioned(x, labels), training=training))
+
+    def code_outputs(self, heads: dict) -> dict:
+        """What the encoder's network gives, as the model (and its exported encoder) returns it: its heads in
+        float32 (a VQ-VAE returns the indices of the nearest codebook entries)."""
         return {name: ops.cast(heads[name], "float32") for name in self.heads}
+
+    @property
+    def code_variables(self) -> list:
+        """The variables ``code_outputs`` and ``code_vectors`` use besides the networks' (a VQ-VAE's codebook)."""
+        return []
+
+    def code_vectors(self, z):
+        """What the decoder's network takes for codes ``z``: ``z`` itself (a VQ-VAE looks its indices up in
+        the codebook)."""
+        return z
 
     def decode_logits(self, z, labels=None, training=False):
         """Decoder logits in float32 (losses are computed in float32 under mixed precision)."""
-        return ops.cast(self.decoder(self.conditioned(z, labels), training=training), "float32")
+        return ops.cast(self.decoder(self.conditioned(self.code_vectors(z), labels), training=training), "float32")
 
     def decode(self, z, labels=None, training=False):
         """Code z -> images in [0, 1]."""
@@ -454,6 +492,22 @@ class Autoencoder(ZooModel):
                        for i in range(0, len(x), batch_size))
         self.prior.fit(np.asarray(self.encode(images, labels if self.num_classes else None))
                        for images, labels in batches)
+
+    def findings(self, metrics: dict) -> list[str]:
+        """PCA beaten or not at the same code size, and a warning when the reconstructions ignore the images."""
+        lines = []
+        pca, spread = metrics.get("pca_baseline"), metrics.get("reconstruction", {})
+        if pca:
+            model_se = spread["squared_error"]
+            verdict = "beats" if model_se < pca["squared_error"] else "does NOT beat"
+            lines.append(f"{verdict} PCA at the same code size: test squared error {model_se:.4g} against PCA's "
+                         f"{pca['squared_error']:.4g} ({model_se / max(pca['squared_error'], 1e-12):.2f}x)")
+        if spread.get("output_variance", np.inf) < DEAD_OUTPUT * spread.get("input_variance", 0.0):
+            lines.append(f"WARNING: the reconstructions hardly vary from image to image (variance "
+                         f"{spread['output_variance']:.3g} against the images' {spread['input_variance']:.3g}): "
+                         "the network ignores its input (dead ReLUs or saturated outputs); try --reconstruction bce, "
+                         "a lower --learning-rate or other --widths")
+        return lines
 
     def term_units(self) -> dict:
         """The unit of each reported term (each is per image, summed over pixels), for figure labels."""

@@ -94,6 +94,10 @@ class PCA(Autoencoder):
         """No gradient step: the fit is closed-form; this only reports the training loss."""
         return self.test_step(data)
 
+    def findings(self, metrics: dict) -> list[str]:
+        """None of the autoencoders' own: this model is the PCA baseline they are measured against."""
+        return []
+
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
 

@@ -12,35 +12,35 @@ misses a wedge above and to the right (the "blind spot"); ``gated`` (van den Oor
 above, shifted down a row into a horizontal stack that sees the pixels to the left, with tanh *
 sigmoid gates: nothing before the current pixel is out of sight, at about twice the cost for half
 the filters. The blocks' 3x3 kernels are dilated 1, 2, 4, 8 in turn by default, so that a pixel of a
-28x28 digit sees 25 rows above it instead of 10 at the same cost (-4 nats after 3 epochs on MNIST).
+28x28 digit sees 25 rows above it instead of 10 at the same cost (BENCHMARKS.md measures both).
 
 Two likelihoods: ``bernoulli`` for binary images (grey levels are binarized: afresh at every step in
 training, once and seeded for the report, as for the VAE's likelihood), and ``categorical``, a
-256-way softmax per pixel and channel over the grey levels. The conditional model p(x | y) adds a
-learned per-class bias to every layer. Sampling and completion are sequential: H * W * C network
-evaluations per batch of images, the price of an exact likelihood.
+softmax per pixel and channel over ``levels`` values (256 grey levels; the K entries of a codebook
+for a prior over a VQ-VAE's code grid, fed in one-hot). The conditional model p(x | y) adds a
+learned per-class bias to every layer. The objective, the likelihood and sampling are those of
+every density (:mod:`keras_ae.models.density`): sampling and completion are sequential, H * W * C
+network passes per batch of images, the price of an exact likelihood.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from keras_ae import losses
+from keras_ae.contract import Density
 from keras_ae.errors import ConfigError
-from keras_ae.models.base import ZooModel, binarize, binarized_once, in_batches
+from keras_ae.models.density import DensityModel
+from keras_ae.models.priors import Prior
 from keras_ae.options import Option, int_list, non_negative_int, positive_int
 
 log = logging.getLogger("keras_ae")
 LIKELIHOODS = ("bernoulli", "categorical")
 BLOCKS = ("gated", "residual")  # the kinds of mask-B layer
-LEVELS = 256  # grey levels of the categorical likelihood
 MIN_SIDE = 4  # the smallest image side the model takes
 
 
@@ -81,12 +81,33 @@ class MaskedConv2D(keras.layers.Conv2D):
         return {**config, "mask_type": self.mask_type, "image_channels": self.image_channels}
 
 
-def build_network(image_shape, filters: int, blocks: int, likelihood: str, num_classes=None,
-                  block: str = "residual", dilations=(1, 2, 4, 8)) -> keras.Model:
+@keras.saving.register_keras_serializable(package="keras_ae")
+class OneHotLevels(keras.layers.Layer):
+    """Values k / (levels - 1) of (N, H, W, C) -> one-hot vectors of k, (N, H, W, C * levels) grouped by channel."""
+
+    def __init__(self, levels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = int(levels)
+
+    def call(self, values):
+        one_hot = ops.one_hot(ops.cast(ops.round(values * (self.levels - 1)), "int32"), self.levels)
+        return ops.reshape(one_hot, (*ops.shape(values)[:3], values.shape[3] * self.levels))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], input_shape[3] * self.levels)
+
+    def get_config(self):
+        return {**super().get_config(), "levels": self.levels}
+
+
+def build_network(image_shape, filters: int, blocks: int, levels: int, num_classes=None,
+                  block: str = "residual", dilations=(1, 2, 4, 8), one_hot_inputs: bool = False) -> keras.Model:
     """A first layer that does not see its pixel (mask A, 7x7), ``blocks`` mask-B layers of the kind
     ``block`` (gated stacks or residual) whose 3x3 kernels are dilated by ``dilations`` in turn, two
-    1x1 layers, then the logits: (H, W, C) for bernoulli, (H, W, C, 256) for categorical. A label adds
-    a learned bias to every layer."""
+    1x1 layers, then the logits: (H, W, C) of p(1) for binary elements (``levels`` 2), (H, W, C, levels)
+    otherwise. The elements come in as values in [0, 1] (scaled to [-1, 1]), or as one-hot vectors of their
+    ``levels`` (grouped by channel, so that the masks keep the channel order). A label adds a learned bias
+    to every layer."""
     if block not in BLOCKS:
         raise ConfigError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     if not dilations or min(dilations) < 1:
@@ -107,7 +128,10 @@ def build_network(image_shape, filters: int, blocks: int, likelihood: str, num_c
     def masked(h, width, kernel, mask, name, dilation=1):
         return MaskedConv2D(width, kernel, mask, channels, dilation_rate=dilation, name=name)(h)
 
-    scaled = keras.layers.Rescaling(2.0, -1.0)(images)
+    if one_hot_inputs:
+        scaled = OneHotLevels(levels, name="one_hot")(images)
+    else:
+        scaled = keras.layers.Rescaling(2.0, -1.0)(images)
     if block == "residual":
         h = with_label(masked(scaled, filters, 7, "A", "mask_a"), "mask_a")
         for index in range(blocks):
@@ -145,7 +169,7 @@ def build_network(image_shape, filters: int, blocks: int, likelihood: str, num_c
             v, out = gated(v, h, 3, "B", f"block{index}", dilation_of[index])
             h = keras.layers.Add(name=f"block{index}")([h, masked(out, width, 1, "B", f"block{index}_out")])
     h = masked(keras.layers.ReLU()(h), filters, 1, "B", "head")
-    per_channel = 1 if likelihood == "bernoulli" else LEVELS
+    per_channel = 1 if levels == 2 else levels
     logits = masked(keras.layers.ReLU()(h), channels * per_channel, 1, "B", "logits")
     if per_channel > 1:
         logits = keras.layers.Reshape((*image_shape, per_channel), name="levels")(logits)
@@ -153,8 +177,8 @@ def build_network(image_shape, filters: int, blocks: int, likelihood: str, num_c
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
-class PixelCNN(ZooModel):
-    """Autoregressive explicit density over images, trained by maximum likelihood.
+class PixelCNN(DensityModel):
+    """Autoregressive explicit density over images (or a code grid), trained by maximum likelihood.
 
     Args:
         input_shape: (H, W, C) of the images, pixels in [0, 1]; sides of at least 4.
@@ -165,7 +189,10 @@ class PixelCNN(ZooModel):
             3x3 residual blocks, half the cost, a blind spot above and to the right).
         dilations: dilation of each block's 3x3 kernel, in turn (``(1, 2, 4)``: 1, 2, 4, 1, 2, ...): a
             block then widens the receptive field by twice its dilation, at the same cost.
-        likelihood: ``"bernoulli"`` (binarized pixels) or ``"categorical"`` (256 grey levels).
+        likelihood: ``"bernoulli"`` (binarized pixels) or ``"categorical"`` (``levels`` values per element).
+        levels: with ``"categorical"``: the values an element takes (256 grey levels; K for a codebook).
+        one_hot_inputs: feed each element to the network as a one-hot vector of its level instead of its
+            value (for codebook indices, which have no order).
         num_classes: p(x | y): a label in ``range(num_classes)`` is given with the images.
         seed: seed of the dynamic binarization.
 
@@ -174,11 +201,9 @@ class PixelCNN(ZooModel):
         >>> model.compile(optimizer="adam")
         >>> model.fit(train_ds, epochs=10)
         >>> nats = -model.log_prob(binary_images)           # exact, per image
-        >>> images = model.sample(16, seed=0)               # 784 network evaluations
+        >>> images = model.sample(16, seed=0)               # 784 network passes
     """
 
-    loss_terms = ("loss", "nll", "bits_per_dim")
-    outlier_score_name = "negative log-likelihood (nats)"
     options = {
         "filters": Option("features of the masked convolutions", positive_int),
         "blocks": Option("mask-B layers after the first (each widens the receptive field by twice its dilation)",
@@ -189,161 +214,54 @@ class PixelCNN(ZooModel):
         "dilations": Option("comma-separated dilations of the blocks' 3x3 kernels, used in turn: a block widens "
                             "the receptive field by twice its dilation at the same cost (1: the plain PixelCNN)",
                             int_list),
-        "likelihood": Option("Bernoulli per pixel of binarized images, or a 256-way softmax over grey "
-                             "levels", choices=LIKELIHOODS),
+        "likelihood": Option("Bernoulli per pixel of binarized images, or a softmax over --levels values per pixel "
+                             "and channel", choices=LIKELIHOODS),
+        "levels": Option("values of an element under the categorical likelihood (256 grey levels)", positive_int,
+                         only_with=("likelihood", "categorical")),
+        "one_hot_inputs": Option("feed each element as a one-hot vector of its level, not its value", flag=True),
     }
 
     def __init__(self, input_shape=None, filters=64, blocks=7, block="residual", dilations=(1, 2, 4, 8),
-                 likelihood="bernoulli", num_classes=None, seed=0, **kwargs):
+                 likelihood="bernoulli", levels=256, one_hot_inputs=False, num_classes=None, seed=0, **kwargs):
         super().__init__(**kwargs)
         if input_shape is None or len(input_shape) != 3:
             raise ConfigError(f"give input_shape (H, W, C), got {input_shape}")
-        self.input_shape_ = tuple(int(d) for d in input_shape)
-        if min(self.input_shape_[:2]) < MIN_SIDE:
-            raise ConfigError(f"a PixelCNN needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {self.input_shape_[:2]}")
+        input_shape = tuple(int(d) for d in input_shape)
+        if min(input_shape[:2]) < MIN_SIDE:
+            raise ConfigError(f"a PixelCNN needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {input_shape[:2]}")
         if likelihood not in LIKELIHOODS:
             raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+        if likelihood == "categorical" and int(levels) < 2:
+            raise ConfigError(f"a categorical likelihood needs levels >= 2, got {levels}")
         if num_classes is not None and int(num_classes) < 2:
             raise ConfigError(f"num_classes must be >= 2 for a conditional model, got {num_classes}")
         self.filters, self.blocks, self.block, self.likelihood = int(filters), int(blocks), block, likelihood
-        self.dilations = tuple(int(d) for d in dilations)
+        self.dilations, self.levels = tuple(int(d) for d in dilations), int(levels)
+        self.one_hot_inputs = bool(one_hot_inputs)
+        self.density = Density(input_shape, 2 if likelihood == "bernoulli" else self.levels)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.network = build_network(self.input_shape_, self.filters, self.blocks, likelihood, self.num_classes,
-                                     block, self.dilations)
+        self.network = build_network(input_shape, self.filters, self.blocks, self.density.levels, self.num_classes,
+                                     block, self.dilations, self.one_hot_inputs)
         self.trackers = {name: self.tracker(name) for name in self.loss_terms}
         self.built = True
-
-    # ---- shapes ------------------------------------------------------------------------------------
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self.input_shape_
-
-    @property
-    def latent_dim(self):
-        return None
 
     @property
     def architecture(self) -> str:
         return "masked-conv"
 
-    @property
-    def dims(self) -> int:
-        return int(np.prod(self.input_shape_))
-
-    # ---- the density -------------------------------------------------------------------------------
-    def observed(self, x):
-        """What the density is over: binary pixels (grey ones thresholded at 0.5: binarize images first to
-        score them as a binarized model is trained) or grey levels k / 255."""
-        if self.likelihood == "bernoulli":
-            return ops.cast(x >= 0.5, "float32")
-        return ops.round(ops.clip(x, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
-
-    def logits(self, x, labels=None, training=False):
-        """Per-pixel logits: (N, H, W, C) for bernoulli, (N, H, W, C, 256) for categorical, in float32."""
-        x = ops.convert_to_tensor(x, "float32")
-        inputs = x if self.num_classes is None else [x, ops.one_hot(ops.cast(labels, "int32"), self.num_classes)]
+    def density_logits(self, values, labels=None, training=False):
+        """Per-element logits: (N, H, W, C) for binary elements, (N, H, W, C, levels) otherwise, in float32."""
+        values = ops.convert_to_tensor(values, "float32")
+        inputs = values if self.num_classes is None else [values, ops.one_hot(ops.cast(labels, "int32"),
+                                                                              self.num_classes)]
         return ops.cast(self.network(inputs, training=training), "float32")
 
-    def call(self, inputs, training=False):
-        """Images (and labels) -> per-pixel logits."""
-        images, labels = inputs if self.num_classes is not None else (inputs, None)
-        return self.logits(images, labels, training=training)
-
-    def nll_per_image(self, x, labels=None, training=False):
-        """-log p(x) in nats per image of ``observed`` pixels (exact: one network evaluation)."""
-        x = self.observed(x)
-        return self.nll_from_logits(x, self.logits(x, labels, training=training))
-
-    def nll_from_logits(self, observed, logits):
-        """-log p(x) per image from the network's logits for the ``observed`` pixels (export uses it too)."""
-        if self.likelihood == "bernoulli":
-            return losses.bernoulli_nll(observed, logits)
-        levels = ops.cast(ops.round(observed * (LEVELS - 1)), "int32")
-        per_pixel = keras.losses.sparse_categorical_crossentropy(levels, logits, from_logits=True)
-        return losses.sum_per_example(per_pixel)
-
-    def log_prob(self, x, labels=None, batch_size: int = 256) -> np.ndarray:
-        """log p(x) in nats per image, as NumPy, in batches (of ``observed`` pixels: binary ones for Bernoulli)."""
-        labels = self.checked_labels(labels, len(x))
-        return -in_batches(self.nll_per_image, np.asarray(x, "float32"), labels, batch_size)
-
-    def compute_losses(self, x, y=None, training=False):
-        if self.likelihood == "bernoulli":
-            x = binarize(x, self.seed_generator)
-        nll = ops.mean(self.nll_per_image(x, y, training=training))
-        return {"loss": nll, "nll": nll, "bits_per_dim": nll / (self.dims * math.log(2.0))}
-
-    def outlier_score(self, x, labels=None):
-        """-log p(x) per image (of ``x`` thresholded at 0.5 for the Bernoulli likelihood: deterministic)."""
-        return self.nll_per_image(x, labels)
-
-    def likelihood_report(self, x, labels=None, num_samples: int = 100, seed: int = 0) -> dict:
-        """The exact negative log-likelihood in nats per image and bits per dimension; Bernoulli models are
-        scored on one fixed binarization of ``x`` (seeded), the one the VAE's report uses."""
-        if self.likelihood == "bernoulli":
-            x = binarized_once(x, seed)
-        nll = -self.log_prob(x, labels)
-        return {"nll": float(nll.mean()), "bits_per_dim": float(nll.mean() / (self.dims * math.log(2.0))),
-                "exact": True, "binarized": self.likelihood == "bernoulli"}
-
-    # ---- generation: one pixel at a time -----------------------------------------------------------
-    @tf.function(reduce_retracing=True)
-    def _pixel_logits(self, x, labels, row, col, channel):
-        return self.logits(x, labels)[:, row, col, channel]
-
-    def complete(self, x, given_rows: int, labels=None, seed=None) -> np.ndarray:
-        """Images whose rows from ``given_rows`` on are drawn pixel by pixel given the rows above them
-        (H * W * C network evaluations for whole images: ``given_rows=0`` samples new ones)."""
-        x = np.array(self.observed(np.asarray(x, "float32")), "float32")
-        labels = self.checked_labels(labels, len(x))
-        rows, cols, channels = self.input_shape_
-        if not 0 <= given_rows <= rows:
-            raise ConfigError(f"given_rows must be in [0, {rows}], got {given_rows}")
-        x[:, given_rows:] = 0.0
-        rng = np.random.default_rng(seed)
-        start = time.monotonic()
-        for row in range(given_rows, rows):
-            for col in range(cols):
-                for channel in range(channels):
-                    logits = np.asarray(self._pixel_logits(x, labels, tf.constant(row), tf.constant(col),
-                                                           tf.constant(channel)), "float64")
-                    if self.likelihood == "bernoulli":
-                        x[:, row, col, channel] = rng.random(len(x)) < 1.0 / (1.0 + np.exp(-logits))
-                    else:
-                        level = np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1)
-                        x[:, row, col, channel] = level / (LEVELS - 1)
-        evaluations, seconds = (rows - given_rows) * cols * channels, time.monotonic() - start
-        if evaluations and len(x):
-            log.info("sampling: %d images, %d network evaluations in %.1f s (%.3f s per image)", len(x),
-                     evaluations, seconds, seconds / len(x))
-        return x
-
-    def sample(self, num: int, labels=None, seed=None) -> np.ndarray:
-        """``num`` new images drawn pixel by pixel (with ``labels`` when conditional; one label is used for all)."""
-        return self.complete(np.zeros((num, *self.input_shape_), "float32"), 0, labels, seed)
-
-    def figure_rows(self, x, labels=None) -> dict:
-        """Test images and their bottom halves drawn by the model given the top halves."""
-        top = self.input_shape_[0] // 2
-        if self.likelihood == "bernoulli":
-            x = binarized_once(x)
-        given = np.where(np.arange(self.input_shape_[0])[:, None, None] < top, x, 0.0)
-        return {"original": x, "top half given": given, "completed": self.complete(x, top, labels, seed=0)}
-
-    def term_units(self) -> dict:
-        return {"loss": "nats / image", "nll": "nats / image", "bits_per_dim": "bits / dim"}
-
-    @classmethod
-    def from_config(cls, config):
-        # a model saved before dilations existed (0.3.0.dev, before 2026-12-02) has undilated kernels
-        return cls(**{"dilations": (1,), **config})
-
     def get_config(self):
-        return {"name": self.name, "input_shape": self.input_shape_, "filters": self.filters, "blocks": self.blocks,
-                "block": self.block, "dilations": self.dilations, "likelihood": self.likelihood,
-                "num_classes": self.num_classes, "seed": self.seed}
+        return {"name": self.name, "input_shape": self.density.shape, "filters": self.filters, "blocks": self.blocks,
+                "block": self.block, "dilations": self.dilations, "likelihood": self.likelihood, "levels": self.levels,
+                "one_hot_inputs": self.one_hot_inputs, "num_classes": self.num_classes, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -361,3 +279,78 @@ class ConditionalPixelCNN(PixelCNN):
         if num_classes is None:
             raise ConfigError("the conditional PixelCNN needs labels: train it on a labelled dataset (num_classes)")
         super().__init__(input_shape, num_classes=num_classes, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class PixelCNNPrior(Prior):
+    """p(code) of a discrete code grid (a VQ-VAE's indices) as a PixelCNN over it: a prior that is a model of its own.
+
+    Its network sees each cell's index one-hot (indices have no order) and gives a ``levels``-way softmax
+    per cell given the cells before it. :meth:`fit` trains it on the codes of the training images (the
+    second stage of a VQ-VAE, when training ends); it is saved with the model, exported beside the
+    decoder as the ``prior`` network (``export/<name>/prior/<v>/`` and ``<v>/prior.tflite``) and sampled
+    there by the one sampler, with no encoder and no Keras.
+    """
+
+    label = "the PixelCNN prior over the code grid"
+
+    def __init__(self, grid, levels: int, filters: int = 64, blocks: int = 5, epochs: int = 10, seed: int = 0,
+                 **kwargs):
+        grid = tuple(int(side) for side in grid)
+        super().__init__(math.prod(grid), **kwargs)
+        self.grid, self.levels, self.filters, self.blocks = grid, int(levels), int(filters), int(blocks)
+        self.epochs, self.seed = int(epochs), int(seed)
+        self.pixelcnn = PixelCNN((*grid, 1), filters=self.filters, blocks=self.blocks, dilations=(1, 2),
+                                 likelihood="categorical", levels=self.levels, one_hot_inputs=True, seed=self.seed,
+                                 name="prior_pixelcnn")
+        self.pixelcnn.trainable = False  # trained by its own fit, not by the autoencoder's objective
+        self.trained = self.add_weight(shape=(), initializer="zeros", trainable=False, name="trained")
+
+    @property
+    def density_model(self) -> PixelCNN:
+        return self.pixelcnn
+
+    @property
+    def sampling_passes(self) -> int:
+        return self.pixelcnn.sampling_passes
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.trained.numpy())
+
+    def fit(self, code_batches) -> None:
+        """Train the PixelCNN on every code of ``code_batches`` (integer grids (N, H', W')) for ``epochs``."""
+        codes = np.concatenate([np.asarray(batch).reshape(len(batch), *self.grid) for batch in code_batches])
+        values = (codes[..., None] / (self.levels - 1)).astype("float32")
+        log.info("prior: a PixelCNN over the %dx%d code grid (%d entries), trained on the codes of %d training "
+                 "images for %d epochs", *self.grid, self.levels, len(codes), self.epochs)
+        self.pixelcnn.trainable = True
+        try:
+            self.pixelcnn.compile(optimizer=keras.optimizers.Adam(1e-3))
+            self.pixelcnn.fit(values, epochs=self.epochs, batch_size=64, verbose=0,
+                              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
+                                  "prior: epoch %d/%d: %.3f nats per code", epoch + 1, self.epochs, logs["nll"]))])
+        finally:
+            self.pixelcnn.trainable = False
+        self.trained.assign(1.0)
+
+    def sample(self, num: int, seed: int | None = 0) -> np.ndarray:
+        """``num`` code grids (int32 indices) drawn cell by cell, as the exported ``prior`` draws them."""
+        if not self.fitted:
+            raise ConfigError("this model's prior has not been trained: call model.fit_prior(training images) "
+                              "after training (keras_ae.train.train does)")
+        values = self.pixelcnn.sample(num, seed=seed)
+        return np.rint(values[..., 0] * (self.levels - 1)).astype(np.int32)
+
+    def describe(self) -> dict:
+        return {"prior": "autoregressive", "network": "prior", "density": self.pixelcnn.density.describe(),
+                "model": {"filters": self.filters, "blocks": self.blocks, "epochs": self.epochs}}
+
+    def principal_plane(self):
+        raise ConfigError("a prior over a grid of codebook indices has no principal plane")
+
+    def get_config(self):
+        config = {**super().get_config(), "grid": self.grid, "levels": self.levels, "filters": self.filters,
+                  "blocks": self.blocks, "epochs": self.epochs, "seed": self.seed}
+        config.pop("latent_dim")
+        return config

@@ -34,6 +34,8 @@ class Prior(keras.layers.Layer):
     """p(z) over codes of size ``latent_dim``."""
 
     label = "the prior"  # how figures name it
+    density_model = None  # a prior that is a model of its own (a PixelCNN over a code grid), exported beside the decoder
+    sampling_passes = 1  # sequential network passes one code takes
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
@@ -52,6 +54,11 @@ class Prior(keras.layers.Layer):
 
     def sample(self, num: int, seed: int | None = 0) -> np.ndarray:
         return serving.sample_codes(self.describe(), num, seed)
+
+    def kl(self, mean, log_var, z):
+        """KL(q(z|x) || p(z)) per image in nats for q = N(mean, exp(log_var)): the one-sample estimate
+        log q(z|x) - log p(z) at ``z`` drawn from q (a prior with a closed form gives that instead)."""
+        return -losses.gaussian_nll(z, mean, log_var) - self.log_prob(z)
 
     def principal_plane(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -72,6 +79,10 @@ class StandardNormal(Prior):
     def log_prob(self, z):
         """log N(z; 0, I) per code, summed over latent units, in nats."""
         return -losses.gaussian_nll(z, ops.zeros_like(z), 0.0)
+
+    def kl(self, mean, log_var, z):
+        """The closed form, summed over latent units (``z`` is not needed)."""
+        return losses.kl_to_standard_normal(mean, log_var)
 
     def principal_plane(self):
         return np.zeros(self.latent_dim), np.eye(self.latent_dim)[:2], np.ones(2)

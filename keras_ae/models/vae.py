@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from keras_ae import losses
+from keras_ae.contract import Likelihood, bits_per_dim
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, binarize, binarized_once, in_batches, non_negative
 from keras_ae.models.priors import GaussianMixture, StandardNormal
@@ -35,6 +36,7 @@ from keras_ae.options import Option, finite_float, non_negative_int, positive_in
 
 log = logging.getLogger("keras_ae")
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E_q[z_u]) > 0.01
+COLLAPSE_KL = 0.1  # nats per image: a VAE whose KL is below this (or has no active unit) has collapsed
 
 
 def reparameterize(mean, log_var, seed):
@@ -153,11 +155,9 @@ class VAE(Autoencoder):
         return mean, reconstruction, self.kl_per_image(mean, log_var, z)
 
     def kl_per_image(self, mean, log_var, z):
-        """KL(q(z|x) || p(z)) per image in nats: closed form for N(0, I); for a learned prior the
-        one-sample estimate log q(z|x) - log p(z) at the code ``z`` drawn from q(z|x)."""
-        if isinstance(self.prior, StandardNormal):
-            return losses.kl_to_standard_normal(mean, log_var)
-        return -losses.gaussian_nll(z, mean, log_var) - self.prior.log_prob(z)
+        """KL(q(z|x) || p(z)) per image in nats, as the prior gives it: closed form for N(0, I); for a learned
+        prior the one-sample estimate log q(z|x) - log p(z) at the code ``z`` drawn from q(z|x)."""
+        return self.prior.kl(mean, log_var, z)
 
     def elbo_per_image(self, x, labels=None, seed=None):
         """One-sample ELBO per image in nats: -(reconstruction from z ~ q(z|x) + KL)."""
@@ -182,7 +182,7 @@ class VAE(Autoencoder):
             "reconstruction": reconstruction,
             "kl": kl,
             "elbo": elbo,
-            "bits_per_dim": -elbo / (self.input_dim * math.log(2.0)),
+            "bits_per_dim": bits_per_dim(-elbo, self.input_dim),
             "active_units": mean,  # gathered over the epoch by ActiveUnits
         }
 
@@ -202,16 +202,15 @@ class VAE(Autoencoder):
 
         ``posterior``: (mean, log_var) of ``x`` when already computed."""
         mean, log_var = self.posterior(x, labels, training=training) if posterior is None else posterior
-        count, latent = ops.shape(mean)
-        eps = keras.random.normal((k, count, latent), seed=seed)
-        z = mean + ops.exp(0.5 * log_var) * eps
-        flat_z = ops.reshape(z, (k * count, latent))
+        count = ops.shape(mean)[0]
+        # k copies of the batch, one after another: row j * count + i is draw j of image i
+        mean, log_var = ops.tile(mean, (k, 1)), ops.tile(log_var, (k, 1))
+        z = reparameterize(mean, log_var, seed)
         repeated_x = ops.reshape(ops.tile(x[None], (k, 1, 1, 1, 1)), (k * count, *self.image_shape))
         repeated_labels = None if labels is None else ops.tile(ops.convert_to_tensor(labels), (k,))
-        log_px_z = -self.reconstruction_error(repeated_x, self.decode_logits(flat_z, repeated_labels,
-                                                                              training=training))
-        log_qz = -0.5 * ops.sum(ops.square(eps) + log_var + math.log(2.0 * math.pi), axis=-1)
-        return ops.reshape(log_px_z + self.prior.log_prob(flat_z), (k, count)) - log_qz
+        log_px_z = -self.reconstruction_error(repeated_x, self.decode_logits(z, repeated_labels, training=training))
+        log_qz = -losses.gaussian_nll(z, mean, log_var)
+        return ops.reshape(log_px_z + self.prior.log_prob(z) - log_qz, (k, count))
 
     def importance_weighted_log_likelihood(self, x, labels=None, num_samples: int = 1000, chunk: int = 100,
                                            seed=None) -> np.ndarray:
@@ -257,9 +256,20 @@ class VAE(Autoencoder):
 
         kl = in_batches(kl_per_image, x, labels)
         log.info("evaluating: ELBO and importance-weighted log-likelihood: %.1f s", time.monotonic() - start)
-        return {"elbo": float(elbo), "iwae": float(iwae.mean()), "iwae_samples": num_samples,
-                "nll": float(-iwae.mean()), "bits_per_dim": float(-iwae.mean() / (np.prod(x.shape[1:]) * math.log(2))),
-                "kl": float(kl.mean()), "active_units": active_units(means), "binarized": bool(self.binarize)}
+        nll = float(-iwae.mean())
+        return Likelihood(nll, bits_per_dim(nll, self.input_dim), "upper bound", "importance-weighted", self.binarize,
+                          samples=num_samples, details={"ELBO (nats)": float(elbo), "KL (nats)": float(kl.mean()),
+                                                        "active units": active_units(means)})
+
+    def findings(self, metrics: dict) -> list[str]:
+        """A collapsed posterior (no active unit, or almost no KL) is named as the cause of flat reconstructions."""
+        details = Likelihood.from_json(metrics["likelihood"]).details if metrics.get("likelihood") else {}
+        if details and (details["active units"] == 0 or details["KL (nats)"] < COLLAPSE_KL):
+            return [line for line in super().findings(metrics) if not line.startswith("WARNING")] + [
+                f"WARNING: posterior collapse: KL {details['KL (nats)']:.3g} nats, {details['active units']} active units: "
+                "the decoder ignores the code (samples of a class all look alike); lower --beta or use "
+                "--kl-warmup-epochs / --free-bits"]
+        return super().findings(metrics)
 
     def term_units(self) -> dict:
         return {**super().term_units(), "loss": "nats / image", "kl": "nats / image", "elbo": "nats / image",
