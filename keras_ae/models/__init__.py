@@ -9,6 +9,7 @@ from keras_ae.models.pixelcnn import ConditionalPixelCNN, PixelCNN
 from keras_ae.models.priors import FittedGaussian, Prior, StandardNormal
 from keras_ae.models.sparse import SparseAutoencoder
 from keras_ae.models.vae import VAE, ConditionalVAE
+from keras_ae.models.vqvae import VQVAE
 
 MODELS = {
     "pca": PCA,
@@ -20,6 +21,7 @@ MODELS = {
     "cvae": ConditionalVAE,
     "pixelcnn": PixelCNN,
     "cpixelcnn": ConditionalPixelCNN,
+    "vqvae": VQVAE,
 }
 
 
