@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 
 from keras_ae import data, evaluate
+from keras_ae.contract import Likelihood
 from keras_ae.train import build_parser, run
 
 from common import benchmark_parser  # benchmarks/common.py, beside this script
@@ -94,7 +95,7 @@ def main() -> None:
         # Scored as the reports score them: on the test split binarized once (seed 0).
         report = model.likelihood_report(test_x, labels_given, num_samples=options.iwae_samples, seed=0)
         rows[label] = {"flags": flags, "measured": time.strftime("%Y-%m-%d"), "train_seconds": round(train_seconds, 1),
-                       **report,
+                       **report.to_json(),
                        "sampling_seconds_per_image": evaluate.sampling_time(model)["seconds_per_image"]}
         print(f"{label}: {rows[label]}", flush=True)
 
@@ -105,8 +106,9 @@ def main() -> None:
     print("| model | flags | test NLL (nats) | bits/dim | ELBO (nats) | training | sampling per image |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, row in rows.items():
-        nll = f"{row['nll']:.2f}" if row.get("exact") else f"<= {row['nll']:.2f} (K = {row['iwae_samples']})"
-        elbo = f"{row['elbo']:.2f}" if "elbo" in row else ""
+        likelihood = Likelihood.from_json(row)
+        nll, elbo = likelihood.headline(), likelihood.details.get("ELBO (nats)")
+        elbo = "" if elbo is None else f"{elbo:.2f}"
         print(f"| {label} | `{' '.join(row['flags'])}` | {nll} | {row['bits_per_dim']:.4f} | "
               f"{elbo} | {row['train_seconds']:.0f} s | {row['sampling_seconds_per_image'] * 1000:.1f} ms |")
 

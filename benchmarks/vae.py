@@ -61,7 +61,7 @@ def main() -> None:
             # keras_ae's own evaluation: the test split binarized once (seed), ELBO and IWAE in nats per image
             report["models"][name] = models[name].likelihood_report(test_x, num_samples=options.iwae_samples,
                                                                     seed=options.seed,
-                                                                    elbo_samples=options.elbo_samples)
+                                                                    elbo_samples=options.elbo_samples).to_json()
             report["models"][name]["eval_seconds"] = time.perf_counter() - start
         report["models"].setdefault(name, {})["train_seconds"] = seconds
 
@@ -82,7 +82,7 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for name in ("vae-mlp", "vae-conv"):
         row = report["models"][name]
-        print(f"| {name} | {row['elbo']:.2f} | {row['iwae']:.2f} | {row['nll']:.2f} |")
+        print(f"| {name} | {row['details']['ELBO (nats)']:.2f} | {-row['nll']:.2f} | {row['nll']:.2f} |")
     cvae = report["models"]["cvae-conv"]
     print(f"\nconditional VAE: {cvae['generated_as_asked']:.1%} of {len(asked)} generated digits classified as asked "
           f"(classifier test accuracy {classifier_accuracy:.1%})")

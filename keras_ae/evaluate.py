@@ -211,7 +211,7 @@ def compression(model, x, labels=None) -> dict:
 
 
 # ---- the report ---------------------------------------------------------------------------------------
-def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, probe_images: int = PROBE_IMAGES,
+def evaluate(run, likelihood_samples: int = 100, sample_images: int = SAMPLE_IMAGES, probe_images: int = PROBE_IMAGES,
              jacobian_images: int = 200) -> dict:
     """Every metric that applies to ``run`` (a :class:`keras_ae.runs.Run`), with notes on what was skipped.
 
@@ -260,7 +260,7 @@ def evaluate(run, iwae_samples: int = 100, sample_images: int = SAMPLE_IMAGES, p
     own = model.model_metrics(test_x, labels)
     if own:
         metrics["model"] = own
-    likelihood = model.likelihood_report(test_x, labels, num_samples=iwae_samples)  # (it logs its phase)
+    likelihood = model.likelihood_report(test_x, labels, num_samples=likelihood_samples)  # (it logs its phase)
     if likelihood is not None:
         metrics["likelihood"] = likelihood.to_json()
     flat = code is not None and code.flat
@@ -357,13 +357,13 @@ def write_report(run, report: dict, figures: list[str]) -> None:
         Path(tmp).write_text("\n".join(lines) + "\n")
 
 
-QUICK = {"sample_images": 500, "probe_images": 1000, "iwae_samples": 10}  # --quick-eval: a first look in seconds
+QUICK = {"sample_images": 500, "probe_images": 1000, "likelihood_samples": 10}  # --quick-eval: a first look in seconds
 
 
-def report_run(run, iwae_samples: int = 100, figures: bool = True, quick: bool = False) -> dict:
+def report_run(run, likelihood_samples: int = 100, figures: bool = True, quick: bool = False) -> dict:
     """Evaluate a loaded run and write its report and figures; returns the report. ``quick`` evaluates on
     fewer images (``QUICK``: 500 test images, 1,000 probe images, K = 10), as the report then says."""
-    report = evaluate(run, **(QUICK if quick else {"iwae_samples": iwae_samples}))
+    report = evaluate(run, **(QUICK if quick else {"likelihood_samples": likelihood_samples}))
     if quick:
         report["notes"].insert(0, "quick evaluation: at most 500 test images, 1,000 probe images and K = 10; "
                                   f"python -m keras_ae.evaluate {run.folder} gives the full one")
@@ -382,8 +382,8 @@ def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
-    parser.add_argument("--iwae-samples", type=positive_int, default=100,
-                        help="K of the importance-weighted estimate (VAEs)")
+    parser.add_argument("--likelihood-samples", "--iwae-samples", type=positive_int, default=100, metavar="K",
+                        help="samples per test image of an estimated likelihood (the K of a bound); exact ones take none")
     parser.add_argument("--no-figures", action="store_true", help="write the report only")
     parser.add_argument("--quick", action="store_true", help="a first look in seconds: 500 test images, 1,000 "
                                                              "probe images, K = 10 (the report says so)")
@@ -399,7 +399,7 @@ def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
                 if args.attribute is not None:
                     run.splits.check_attribute(args.attribute)
                     run.config["options"]["attribute"] = args.attribute
-                report = report_run(run, iwae_samples=args.iwae_samples, figures=not args.no_figures,
+                report = report_run(run, likelihood_samples=args.likelihood_samples, figures=not args.no_figures,
                                     quick=args.quick)
                 console.save_native_log(folder)
             print(markdown_table([summary_row(report)]))

@@ -92,9 +92,9 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
     float32 TFLite decoder and encoder. ``about`` adds entries to metadata.json (export_run gives the
     run's dataset and test metrics). Returns the version's folder ``<out_dir>/<name>/<version>``.
     """
-    from keras_ae.models.base import ZooModel
+    from keras_ae.models import is_zoo_model
 
-    if not isinstance(model, ZooModel):
+    if not is_zoo_model(model):
         raise ExportError(f"{type(model).__name__} is not a keras_ae model")
     if model.code is not None and not model.prior.fitted:
         raise ExportError(f"{model.name}'s prior is not fitted: call model.fit_prior(training images) after "

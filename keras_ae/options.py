@@ -160,13 +160,13 @@ def default_text(name: str, option: Option, models: dict) -> str:
     return "(default: " + "; ".join(f"{value} for {', '.join(names)}" for value, names in by_value.items()) + ")"
 
 
-def add_model_flags(parser: argparse.ArgumentParser, models: dict, base) -> None:
-    """One flag per option of the registered ``models``: the base class's first, then each family's own.
+def add_model_flags(parser: argparse.ArgumentParser, models: dict, shared: dict) -> None:
+    """One flag per option of the registered ``models``: the ``shared`` ones first, then each family's own.
 
     Every flag defaults to None, so a flag given to a model that does not take it can be refused
     (:func:`model_kwargs`); the help names the models that take it and their real defaults.
     """
-    groups = {"": (parser.add_argument_group("model"), declared_options(base))}
+    groups = {"": (parser.add_argument_group("model"), dict(shared))}
     seen = set(groups[""][1])
     for model_name, cls in models.items():
         own = {name: option for name, option in declared_options(cls).items() if name not in seen}

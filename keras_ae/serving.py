@@ -28,6 +28,7 @@ This module needs numpy only: clients read exports without Keras and without the
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,12 @@ def read_metadata(export_dir, version: int | None = None) -> dict:
     _check_code(metadata, path)
     for network in set(networks(metadata)) & {"density", "prior"}:
         _check_density(density_of(metadata, network), f"{path}: the {network}'s density")
+    if "prior" in networks(metadata):  # the prior draws codes the decoder takes
+        density, code = density_of(metadata, "prior"), metadata["code"]
+        if math.prod(density["shape"]) != math.prod(code["shape"]) or density["levels"] != code["levels"]:
+            raise ArtifactError(f"{path}: the prior draws codes of shape {density['shape']} with {density['levels']} "
+                                f"levels, but the decoder takes {code['shape']} with {code['levels']}; export the run "
+                                "again")
     if not (isinstance(shape, list) and len(shape) == 3 and all(_positive_int(size) for size in shape)):
         raise ArtifactError(f"{path}: image_shape must be [H, W, C] of positive integers, got {shape!r:.80}")
     if classes is not None and not (_positive_int(classes) and classes >= 2):

@@ -52,7 +52,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """The ``train.py`` command line; every flag is documented in ``--help`` with its real default."""
     from keras_ae.data import CACHE_POLICIES
     from keras_ae.distribute import STRATEGIES
-    from keras_ae.models import MODELS, Autoencoder
+    from keras_ae.models import MODELS, SHARED_OPTIONS
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Train an autoencoder of the keras_ae zoo and write its run folder.",
@@ -61,7 +61,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                         help="read the flags from a TOML, JSON or YAML file of flag: value (flags given here "
                              "override it), or from a run's config.json to train that run again")
     parser.add_argument("--model", default="ae", choices=list(MODELS), help="which model of the zoo")
-    opts.add_model_flags(parser, MODELS, Autoencoder)
+    opts.add_model_flags(parser, MODELS, SHARED_OPTIONS)
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="digits",
@@ -131,8 +131,9 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     out.add_argument("--no-evaluate", action="store_true",
                      help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
                           "the reconstruction, code and sample figures are still written")
-    out.add_argument("--iwae-samples", type=opts.positive_int, default=100, metavar="K",
-                     help="VAEs: importance samples per test image of the evaluation's log-likelihood estimate")
+    out.add_argument("--likelihood-samples", "--iwae-samples", type=opts.positive_int, default=100, metavar="K",
+                     help="samples per test image of a likelihood the evaluation estimates (the K of a bound, e.g. "
+                          "the importance-weighted one); an exact likelihood takes none")
     out.add_argument("--quick-eval", action="store_true",
                      help="evaluate in seconds on fewer images (500 test, 1,000 probe, K = 10; the report says so)")
     out.add_argument("--no-export", action="store_true",
@@ -156,7 +157,9 @@ def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -
     accepted = opts.declared_options(model_cls)
     for name in dict.fromkeys(name for cls in MODELS.values() for name in opts.declared_options(cls)):
         if getattr(args, name, None) is not None and name not in accepted:
-            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_name}")
+            takers = [other for other, cls in MODELS.items() if name in opts.declared_options(cls)]
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_name}; it is an option "
+                              f"of {', '.join(takers)}")
     kwargs = {name: getattr(args, name) for name in accepted if getattr(args, name, None) is not None}
     defaults = opts.constructor_defaults(model_cls)
     for name in kwargs:
@@ -290,7 +293,7 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
           early_stopping=args.early_stopping, seed=args.seed, jit_compile=args.jit_compile,
           verbose=(1 if sys.stdout.isatty() else 2) if args.verbose is None else args.verbose, overwrite=args.overwrite,
           options={**vars(args), "run_dir": str(run_dir)})
-    _report(model, splits, run_dir, evaluate=not args.no_evaluate, iwae_samples=args.iwae_samples,
+    _report(model, splits, run_dir, evaluate=not args.no_evaluate, likelihood_samples=args.likelihood_samples,
             quick=args.quick_eval)
     if not args.no_export:
         from keras_ae.export import export_run
@@ -471,7 +474,7 @@ def _write_results(model, splits, run_dir: Path, batch_size: int) -> dict:
     return test_metrics
 
 
-def _report(model, splits, run_dir: Path, evaluate: bool, iwae_samples: int = 100, quick: bool = False) -> None:
+def _report(model, splits, run_dir: Path, evaluate: bool, likelihood_samples: int = 100, quick: bool = False) -> None:
     """The full evaluation report and figures, or (without ``evaluate``) the reconstruction, code and
     sample figures only."""
     from keras_ae import evaluate as evaluation
@@ -480,7 +483,7 @@ def _report(model, splits, run_dir: Path, evaluate: bool, iwae_samples: int = 10
 
     run = Run(run_dir, read_config(run_dir), model, splits)
     if evaluate:
-        for finding in evaluation.report_run(run, iwae_samples=iwae_samples, quick=quick)["findings"]:
+        for finding in evaluation.report_run(run, likelihood_samples=likelihood_samples, quick=quick)["findings"]:
             log.info("%s", finding)
         log.info("report: %s", run_dir / "report.md")
     else:

@@ -19,19 +19,11 @@ from ai_edge_litert.interpreter import Interpreter
 
 from PIL import Image
 
-from keras_ae import data, export, generate, latent, serving, train
+from keras_ae import data, export, generate, latent, serving
 from keras_ae.errors import InputError
+from keras_ae.models import MODELS
 
-LATENT = 8
-MODELS = {  # --model name -> extra train.py flags; "ae" keeps the default 512,256 widths (weights enough for int8)
-    "pca": [],
-    "ae": [],
-    "sparse": ["--widths", "64,32"],
-    "contractive": ["--widths", "64,32"],
-    "denoising": ["--widths", "64,32"],
-    "vae": ["--arch", "conv", "--widths", "8,16"],
-    "cvae": ["--widths", "64,32"],
-}
+LATENT = 8  # the code size of every autoencoder's test_options
 CONDITIONAL = {"cvae"}
 pytestmark = pytest.mark.slow  # every test here uses models trained by a module fixture
 
@@ -87,25 +79,25 @@ CLIENT = BLOCK_MODEL_CODE + textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    for name, flags in MODELS.items():
-        args = train.build_parser().parse_args(
-            ["--model", name, *flags, "--dataset", "digits", "--epochs", "1", "--batch-size", "64",
-             "--latent-dim", str(LATENT), "--run-dir", str(root / name), "--verbose", "0", "--no-evaluate", "--no-export"])
-        train.run(args)
-    return {name: root / name for name in MODELS}
+def runs(zoo):
+    """The run folder of every registered model (tests/conftest.py: trained, evaluated and exported once)."""
+    return {name: run_dir for name, (run_dir, _) in zoo.items()}
 
 
 @pytest.fixture(scope="module")
-def export_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("export")
-
-
-@pytest.fixture(scope="module")
-def exports(runs, export_root):
+def exports(zoo):
     """The model folder <root>/<name> of each run's first export (version 1)."""
-    return {name: export.export_run(run_dir, export_root).parent for name, run_dir in runs.items()}
+    return {name: export_dir for name, (_, export_dir) in zoo.items()}
+
+
+@pytest.fixture(scope="module")
+def export_root(exports):
+    return exports["ae"].parent
+
+
+def flat_codes(exports) -> list[str]:
+    """The registered models whose decoder takes flat real-valued codes (LATENT of them)."""
+    return [name for name in exports if metadata_of(exports[name])["latent_dim"] is not None]
 
 
 @pytest.fixture(scope="module")
@@ -128,30 +120,40 @@ def labels_for(name, count):
 def test_every_model_exports_a_complete_verified_layout(name, runs, exports, export_root):
     export_dir = exports[name]
     assert export_dir == export_root / name
-    for network in ("encoder", "decoder"):
+    metadata = metadata_of(export_dir)
+    networks = metadata["networks"]
+    expected = {f"{network}/1" for network in networks}
+    if "decoder" in networks:
+        expected |= set(TFLITE)
+    expected |= {f"1/{network}.tflite" for network in set(networks) & {"density", "prior"}}
+    assert set(metadata["artifacts"]) == expected
+    for network in networks:
         assert (export_dir / network / "1" / "saved_model.pb").is_file()
         assert any((export_dir / network / "1" / "variables").glob("variables.data-*"))
-    for file in TFLITE:
+    for file in expected - {f"{network}/1" for network in networks}:
         assert (export_dir / file).stat().st_size > 0, file
     assert not list(export_dir.glob(".tmp-*"))
-
-    metadata = metadata_of(export_dir)
-    assert set(metadata["artifacts"]) == {"encoder/1", "decoder/1", *TFLITE}
     assert metadata["version"] == 1 and metadata["format_version"] == serving.FORMAT_VERSION
     assert json.loads((runs[name] / "exports.json").read_text())[0]["model_dir"] == str(export_dir.resolve())
     for rel, entry in metadata["artifacts"].items():
         assert serving.describe_artifact(export_dir / rel)["sha256"] == entry["sha256"], rel
-    decoder, encoder = metadata["signatures"]["decoder"], metadata["signatures"]["encoder"]
-    label = {"label": {"dtype": "int32", "shape": [-1]}} if name in CONDITIONAL else {}
-    assert decoder["inputs"] == {"z": {"dtype": "float32", "shape": [-1, LATENT]}, **label}
-    assert decoder["outputs"] == {"images": {"dtype": "float32", "shape": [-1, 8, 8, 1]}}
-    assert encoder["inputs"] == {"images": {"dtype": "float32", "shape": [-1, 8, 8, 1]}, **label}
-    vae = name in ("vae", "cvae")
-    assert set(encoder["outputs"]) == ({"z_mean", "z_log_var"} if vae else {"z"})
-    assert metadata["sampling"]["prior"] == ("normal" if vae else "empirical_gaussian")
-    assert metadata["num_classes"] == (10 if name in CONDITIONAL else None)
-    assert metadata["model"] == name and metadata["latent_dim"] == LATENT and metadata["pixel_range"] == [0.0, 1.0]
-    assert metadata["metrics"]["test"]["squared_error"] > 0
+    label = {"label": {"dtype": "int32", "shape": [-1]}} if metadata["num_classes"] else {}
+    images = {"dtype": "float32", "shape": [-1, 8, 8, 1]}
+    if "decoder" in networks:
+        decoder, encoder, code = metadata["signatures"]["decoder"], metadata["signatures"]["encoder"], metadata["code"]
+        z = {"dtype": code["dtype"], "shape": [-1, *code["shape"]]}
+        assert decoder["inputs"] == {"z": z, **label} and decoder["outputs"] == {"images": images}
+        assert encoder["inputs"] == {"images": images, **label}
+        vae = name in ("vae", "cvae")
+        assert encoder["outputs"] == ({"z_mean": z, "z_log_var": z} if vae else {"z": z})
+        assert metadata["sampling"]["prior"] == {"vae": "normal", "cvae": "normal", "vqvae": "autoregressive"}.get(
+            name, "empirical_gaussian")
+        assert metadata["metrics"]["test"]["squared_error"] > 0
+    else:
+        assert metadata["signatures"]["density"]["log_prob"]["inputs"] == {"images": images, **label}
+        assert metadata["density"] == {"shape": [8, 8, 1], "levels": 2, "order": metadata["density"]["order"]}
+    assert metadata["num_classes"] == (10 if MODELS[name].needs_labels else None)
+    assert metadata["model"] == name and metadata["pixel_range"] == [0.0, 1.0]
     assert set(metadata["versions"]) >= {"tensorflow", "keras", "keras_ae", "numpy"}
 
 
@@ -180,19 +182,6 @@ def test_vae_codes_come_from_the_prior_and_the_seed(exports):
 # ---------------------------------------------------------------- generating images
 
 
-@pytest.mark.parametrize("backend", serving.BACKENDS)
-@pytest.mark.parametrize("name", MODELS)
-def test_every_model_generates_a_png_of_its_samples(name, backend, exports, tmp_path, capsys):
-    out = tmp_path / "samples.png"
-    variant = ["--variant", "int8"] if backend == "tflite" else []
-    label = ["--label", "3"] if name in CONDITIONAL and backend == "tflite" else []
-    assert generate.main([str(exports[name]), "--num", "16", "--backend", backend, *variant, *label,
-                          "--out", str(out)]) == 0
-    grid = np.asarray(Image.open(out).convert("L"), np.float32)
-    assert grid.shape[0] > 100 and grid.std() > 10  # a 4 x 4 grid of decoded images, not a blank page
-    assert capsys.readouterr().out.strip() == str(out)
-
-
 def test_given_codes_and_an_interpolation_are_decoded(exports, tmp_path):
     codes = tmp_path / "codes.npy"
     np.save(codes, np.random.default_rng(0).standard_normal((5, LATENT)).astype(np.float32))
@@ -213,7 +202,7 @@ def test_given_codes_and_an_interpolation_are_decoded(exports, tmp_path):
 def test_a_fresh_process_without_keras_reproduces_the_keras_model(runs, exports, test_images, tmp_path):
     x, y = test_images
     cases = []
-    for name in MODELS:
+    for name in flat_codes(exports):
         model = keras.models.load_model(runs[name] / "model.keras")
         labels = None if name not in CONDITIONAL else y[:64].astype(np.int32)
         z = np.random.default_rng(0).standard_normal((64, LATENT)).astype(np.float32)
@@ -368,10 +357,13 @@ def test_corrupt_metadata_and_changed_artifacts_are_refused(exports, tmp_path, c
     with pytest.raises(serving.ArtifactError, match=f"format_version 99, this client reads {serving.FORMAT_VERSION}"):
         serving.read_metadata(copy)
     valid = metadata_of(exports["vae"])
-    for key, value in {"num_classes": "x", "latent_dim": 0, "image_shape": [28, 28], "version": 2}.items():
+    for key, value, expected in [("num_classes", "x", "num_classes must be"),
+                                 ("latent_dim", 0, "latent_dim 0 disagrees with the code's shape [8]"),
+                                 ("code", {"shape": [8], "dtype": "int8"}, "code must give shape, dtype"),
+                                 ("networks", ["decoder"], "networks must be one of"),
+                                 ("image_shape", [28, 28], "image_shape must be"), ("version", 2, "says version 2")]:
         metadata.write_text(json.dumps({**valid, key: value}))
-        expected = "says version 2" if key == "version" else f"metadata.json: {key} must be"
-        assert expected in run_cli(generate.main, [copy, "--num", "4"], capsys)
+        assert f"metadata.json: {expected}" in run_cli(generate.main, [copy, "--num", "4"], capsys), key
     for escape in ("../../../etc/passwd", "/etc/passwd"):  # artifact paths never leave the model folder
         artifacts = {**valid["artifacts"], escape: valid["artifacts"]["1/decoder.tflite"]}
         del artifacts["1/decoder.tflite"]
@@ -542,12 +534,13 @@ def test_artifacts_that_are_no_model_or_disagree_with_their_metadata_are_refused
     assert "cannot load it as a saved_model" in run_cli(generate.main, [copy, "--out", tmp_path / "x.png"], capsys)
     shutil.rmtree(copy)
     copy = shutil.copytree(exports["vae"], tmp_path / "vae")
-    for key, value in {"latent_dim": LATENT + 1, "num_classes": 10, "image_shape": [8, 8, 3]}.items():
-        rewrite(**{key: value})
-        if key != "image_shape":  # (the decoder's input does not show the image shape; the encoder's does)
+    code = {**valid["code"], "shape": [LATENT + 1]}
+    for edit in ({"code": code, "latent_dim": LATENT + 1}, {"num_classes": 10}, {"image_shape": [8, 8, 3]}):
+        rewrite(**edit)
+        if "image_shape" not in edit:  # (the decoder's input does not show the image shape; the encoder's does)
             assert "but metadata.json says" in run_cli(generate.main, [copy, "--out", tmp_path / "x.png"], capsys)
         with pytest.raises(serving.ArtifactError, match="but metadata.json says"):
-            (generate.load_encoder if key == "image_shape" else generate.load_decoder)(copy, "tflite")
+            (generate.load_encoder if "image_shape" in edit else generate.load_decoder)(copy, "tflite")
     assert not (tmp_path / "x.png").exists()
 
 

@@ -143,6 +143,7 @@ class ZooModel(keras.Model):
     """
 
     loss_terms = ("loss",)
+    test_options: dict = {}  # a tiny configuration that the registry-driven tests train in seconds
     needs_labels = False  # conditional models must be trained on labelled data
     code = None  # a Code (keras_ae.contract): encode/decode/codes/prior/reconstruct exist (the autoencoder contract)
     density = None  # a Density: the model is an autoregressive density (keras_ae.models.density)
@@ -274,6 +275,7 @@ class Autoencoder(ZooModel):
     heads = ("z",)
     loss_terms = ("loss", "reconstruction")
     outlier_score_name = "squared reconstruction error"
+    test_options = {"latent_dim": 8}  # (the default 512,256 widths: weights enough for int8 TFLite to show)
     options = {
         "latent_dim": Option("size of the code z", positive_int),
         "arch": Option("encoder/decoder family", choices=ARCHITECTURES, in_run_name_base=True),

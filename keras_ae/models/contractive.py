@@ -60,6 +60,7 @@ class ContractiveAutoencoder(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "penalty", "jacobian_norm")
+    test_options = {"latent_dim": 8, "widths": (64, 32)}
     options = {
         "penalty_weight": Option("weight lambda of the penalty added to the reconstruction", finite_float,
                                  metavar="LAMBDA"),

@@ -52,6 +52,7 @@ class DenoisingAutoencoder(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "psnr_corrupted", "psnr_reconstructed")
+    test_options = {"latent_dim": 8, "widths": (64, 32)}
     options = {
         "noise": Option("additive Gaussian noise, masking noise, or salt-and-pepper", choices=NOISES),
         "noise_level": Option("sigma for gaussian; fraction of pixels hit for mask and salt_and_pepper, in [0, 1]",

@@ -50,6 +50,7 @@ class PCA(Autoencoder):
     """
 
     architecture = "linear"  # what reports show instead of the (unused) arch option
+    test_options = {"latent_dim": 8}
 
     def __init__(self, input_shape=None, latent_dim=16, seed=0, **kwargs):
         if kwargs.get("num_classes") is not None:

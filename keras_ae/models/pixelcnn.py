@@ -204,6 +204,7 @@ class PixelCNN(DensityModel):
         >>> images = model.sample(16, seed=0)               # 784 network passes
     """
 
+    test_options = {"filters": 8, "blocks": 1, "dilations": (1, 2)}
     options = {
         "filters": Option("features of the masked convolutions", positive_int),
         "blocks": Option("mask-B layers after the first (each widens the receptive field by twice its dilation)",

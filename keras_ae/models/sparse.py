@@ -55,6 +55,7 @@ class SparseAutoencoder(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "penalty", "zero_fraction")
+    test_options = {"latent_dim": 8, "widths": (64, 32)}
     options = {
         "sparsity": Option("L1 on the code (latent), L1 on every hidden activation (activations), or KL to a "
                            "target rate (kl)", choices=SPARSITY),

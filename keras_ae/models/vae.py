@@ -95,6 +95,7 @@ class VAE(Autoencoder):
     heads = ("z_mean", "z_log_var")
     loss_terms = ("loss", "reconstruction", "kl", "elbo", "bits_per_dim", "active_units")
     outlier_score_name = "-ELBO (nats)"
+    test_options = {"latent_dim": 8, "arch": "conv", "widths": (8, 16)}
     options = {
         "beta": Option("weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE", finite_float),
         "binarize": Option("dynamic binarization: each pixel is drawn 0/1 afresh every step", flag=True),
@@ -295,6 +296,7 @@ class ConditionalVAE(VAE):
     """
 
     needs_labels = True
+    test_options = {"latent_dim": 8, "widths": (64, 32)}
 
     def __init__(self, input_shape=None, num_classes=None, beta=3.0, **kwargs):
         if num_classes is None:
