@@ -81,7 +81,9 @@ class VQVAE(Autoencoder):
         prior: the prior over the code grid (``"pixelcnn"``), trained when training ends.
         prior_epochs, prior_filters, prior_blocks: its training epochs and its network.
         seed: seed of the codebook's initialisation and its re-seeding.
-        **kwargs: ``reconstruction`` and ``activation`` of :class:`Autoencoder`.
+        reconstruction: ``"bce"`` by default: trained on squared error through the sigmoid, its decoder
+            saturated to blank images on 28x28 digits (BENCHMARKS.md, "VQ-VAE").
+        **kwargs: ``activation`` of :class:`Autoencoder`.
 
     Example:
         >>> model = VQVAE((28, 28, 1), latent_dim=16, codebook_size=64)   # codes: 7x7 indices, 294 bits
@@ -92,6 +94,8 @@ class VQVAE(Autoencoder):
     """
 
     loss_terms = ("loss", "reconstruction", "codebook", "commitment", "perplexity", "dead_codes")
+    test_options = {"latent_dim": 4, "widths": (16,), "codebook_size": 8, "prior_epochs": 2, "prior_filters": 8,
+                    "prior_blocks": 1}
     dropped_options = ("arch", "dense_units", "down", "up", "code_activation", "output_std")  # its networks are its own
     options = {
         "codebook_size": Option("K, entries of the codebook (>= 2): a code is a grid of K-way indices",
@@ -109,7 +113,7 @@ class VQVAE(Autoencoder):
 
     def __init__(self, input_shape=None, latent_dim=16, widths=(32, 64), codebook_size=64, commitment=0.25, ema=False,
                  ema_decay=0.99, prior="pixelcnn", prior_epochs=10, prior_filters=64, prior_blocks=5, seed=0,
-                 **kwargs):
+                 reconstruction="bce", **kwargs):
         if int(codebook_size) < 2:
             raise ConfigError(f"a codebook needs >= 2 entries, got codebook_size {codebook_size}")
         if not 0.0 < float(ema_decay) < 1.0:
@@ -125,7 +129,8 @@ class VQVAE(Autoencoder):
         self.ema_decay, self.prior_kind, self.seed = float(ema_decay), prior, int(seed)
         self.prior_epochs, self.prior_filters, self.prior_blocks = int(prior_epochs), int(prior_filters), \
             int(prior_blocks)
-        super().__init__(input_shape, latent_dim=latent_dim, arch="conv", widths=widths, **kwargs)
+        super().__init__(input_shape, latent_dim=latent_dim, arch="conv", widths=widths, reconstruction=reconstruction,
+                         **kwargs)
         size, dim = self.codebook_size, self.latent_dim
         self.codebook = self.add_weight(shape=(size, dim), name="codebook", trainable=not self.ema,
                                         initializer=keras.initializers.RandomUniform(-1.0 / size, 1.0 / size,
