@@ -153,8 +153,8 @@ def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -
     """
     from keras_ae.models import MODELS
 
-    accepted = opts.declared_options(model_cls)
-    for name in dict.fromkeys(name for cls in MODELS.values() for name in opts.declared_options(cls)):
+    accepted = opts.flag_options(model_cls)
+    for name in dict.fromkeys(name for cls in MODELS.values() for name in opts.flag_options(cls)):
         if getattr(args, name, None) is not None and name not in accepted:
             raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_name}")
     kwargs = {name: getattr(args, name) for name in accepted if getattr(args, name, None) is not None}
@@ -167,7 +167,7 @@ def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -
                                   f"and --model {model_name} has --{key.replace('_', '-')} "
                                   f"{kwargs.get(key, defaults.get(key))}")
     kwargs["input_shape"] = splits.image_shape
-    if "seed" in opts.constructor_defaults(model_cls):
+    if "seed" in opts.declared_options(model_cls):
         kwargs["seed"] = args.seed
     if model_cls.needs_labels:
         if splits.num_classes is None:
@@ -205,7 +205,7 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
     from keras_ae import runs
 
     defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
-    declared = opts.declared_options(model_cls)
+    declared = opts.flag_options(model_cls)
     values = {name: defaults.get(name) if getattr(args, name, None) is None else getattr(args, name)
               for name in declared}
     in_base = [name for name, option in declared.items() if option.in_run_name_base]

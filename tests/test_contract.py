@@ -5,7 +5,6 @@ outside its own file and the registry, or if keras_ae's modules import each othe
 """
 
 import ast
-import inspect
 import json
 import subprocess
 import sys
@@ -20,8 +19,7 @@ from conftest import REPO
 from keras_ae import data, export, generate, options, serving, train
 from keras_ae.errors import ConfigError
 from keras_ae.models import MODELS, VAE, Autoencoder, ConditionalVAE, FittedGaussian, StandardNormal
-from keras_ae.models.base import ZooModel
-from keras_ae.options import Option, finite_float
+from keras_ae.options import Option, finite_float, random_seed
 from keras_ae.runs import load_run
 
 PACKAGE = REPO / "keras_ae"
@@ -96,16 +94,25 @@ def test_no_caller_asks_which_model_it_holds():
 # ---------------------------------------------------------------- options: declared once, true defaults
 
 
-NOT_OPTIONS = {"self", "kwargs", *options.NOT_FLAGS}
-
-
 @pytest.mark.parametrize("name", MODELS)
-def test_every_constructor_argument_is_a_declared_option_and_back(name):
+def test_every_declared_option_round_trips_through_the_flags_and_get_config(name):
+    """Each option's default given as its flag builds the model that the Python defaults build (the same types,
+    so the same config.json); the config holds every option and rebuilds the model."""
     cls = MODELS[name]
-    parameters = {p for klass in cls.__mro__ if issubclass(klass, ZooModel) and "__init__" in vars(klass)
-                  for p in inspect.signature(klass.__init__).parameters}
-    declared = set(options.declared_options(cls))
-    assert parameters - NOT_OPTIONS == declared
+    defaults, flags = options.constructor_defaults(cls), ["--model", name]
+    for option_name, option in options.flag_options(cls).items():
+        flag, default = "--" + option_name.replace("_", "-"), defaults[option_name]
+        if option.flag:
+            flags += [flag] if default else []
+        elif default is not None:
+            flags += [flag, ",".join(map(str, default)) if isinstance(default, tuple) else str(default)]
+    args = train.build_parser().parse_args(flags)
+    given = {n: getattr(args, n) for n in options.flag_options(cls) if getattr(args, n) is not None}
+    data = {"input_shape": (16, 16, 1), "num_classes": 3 if cls.needs_labels else None, "name": "m"}
+    config = cls(**data).get_config()
+    assert json.dumps(cls(**data, **given).get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
+    assert set(config) == set(options.declared_options(cls)) | set(data)
+    assert cls(**config).get_config() == config
 
 
 def test_help_shows_the_constructors_real_defaults():
@@ -113,9 +120,10 @@ def test_help_shows_the_constructors_real_defaults():
     flat = " ".join(text.split())
     assert "(default: None)" not in flat
     assert "(default: 0.01 for sparse; 0.1 for contractive)" in flat
-    assert "(default: mse for pca, ae, sparse, contractive, denoising; bce for vae, cvae)" in flat
+    assert "(default: mse for pca, ae, sparse, contractive, denoising, vqvae; bce for vae, cvae)" in flat
+    assert "(default: 1.0 for vae; 3.0 for cvae)" in flat  # a subclass's option_defaults
     assert "(default: 512,256 for mlp, 32,64 for conv)" in flat
-    # and a flag exists for every declared option of every model, once
+    # and a flag exists for every declared option of every model, once (seed is --seed's)
     flags = [a.option_strings[0] for a in train.build_parser()._actions if a.option_strings]
     assert len(flags) == len(set(flags))
     every = {n for cls in MODELS.values() for n in options.declared_options(cls)}
@@ -244,11 +252,11 @@ def test_keras_own_export_works_on_zoo_models(tmp_path):
 class NoisyCodeAutoencoder(Autoencoder):
     """A model family written in one file: Gaussian noise of ``code_noise`` added to the code while training."""
 
-    options = {"code_noise": Option("std of the noise added to the code while training", finite_float)}
+    options = {"code_noise": Option("std of the noise added to the code while training", finite_float, default=0.5),
+               "seed": Option("seed of the noise", random_seed, default=0)}
 
-    def __init__(self, input_shape=None, code_noise=0.5, seed=0, **kwargs):
-        super().__init__(input_shape, **kwargs)
-        self.code_noise, self.seed = float(code_noise), int(seed)
+    def build_model(self):
+        super().build_model()
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def compute_losses(self, x, y=None, training=False):
@@ -257,9 +265,6 @@ class NoisyCodeAutoencoder(Autoencoder):
             z = z + self.code_noise * keras.random.normal(ops.shape(z), seed=self.seed_generator)
         reconstruction = ops.mean(self.reconstruction_error(x, self.decode_logits(z, y, training=training)))
         return {"loss": reconstruction, "reconstruction": reconstruction}
-
-    def get_config(self):
-        return {**super().get_config(), "code_noise": self.code_noise, "seed": self.seed}
 
 
 @pytest.mark.slow
