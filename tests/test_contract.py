@@ -5,6 +5,7 @@ outside its own file and the registry, or if keras_ae's modules import each othe
 """
 
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from keras import layers, ops
 from conftest import REPO
 from keras_ae import data, export, generate, options, serving, train
 from keras_ae.errors import ConfigError
-from keras_ae.models import MODELS, VAE, Autoencoder, ConditionalVAE, FittedGaussian, StandardNormal
+from keras_ae.models import MODELS, VAE, VQVAE, Autoencoder, ConditionalVAE, FittedGaussian, PixelCNN, StandardNormal
 from keras_ae.options import Option, finite_float, random_seed
 from keras_ae.runs import load_run
 
@@ -128,6 +129,55 @@ def test_help_shows_the_constructors_real_defaults():
     assert len(flags) == len(set(flags))
     every = {n for cls in MODELS.values() for n in options.declared_options(cls)}
     assert {f"--{n.replace('_', '-')}" for n in every} <= set(flags)
+
+
+def test_the_docstring_lists_every_option_with_its_default():
+    for cls in MODELS.values():
+        block = " ".join(inspect.getdoc(cls).partition("Options:")[2].split())
+        for name, option in options.declared_options(cls).items():
+            assert f"{name}: {option.help}" in block, (cls.__name__, name)
+    doc = " ".join(inspect.getdoc(ConditionalVAE).split())
+    assert "beta: weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE (default: 3.0)." in doc
+    doc = inspect.getdoc(Autoencoder)  # the block comes after the arguments, before the example
+    assert doc.index("Args:") < doc.index("Options:") < doc.index("Example:")
+
+
+def test_an_unknown_option_is_refused_in_one_line_that_lists_the_options():
+    with pytest.raises(ConfigError) as error:
+        VAE((8, 8, 1), betta=2.0)
+    message = str(error.value)
+    assert message.startswith("VAE takes no option 'betta'; its options are: latent_dim, arch,") and "\n" not in message
+    assert "beta" in message.split(": ", 1)[1]
+    with pytest.raises(ConfigError, match="PixelCNN takes no option 'latent_dim'"):
+        PixelCNN((8, 8, 1), latent_dim=3)
+    with pytest.raises(ConfigError, match="VQVAE takes no option 'arch'"):  # an option it drops
+        VQVAE((16, 16, 1), arch="mlp")
+    model = VAE((8, 8, 1), latent_dim=2, widths=(4,), name="mine", dtype="float32", trainable=False)  # Keras's own
+    assert (model.name, model.trainable) == ("mine", False)
+
+
+def test_python_values_are_kept_as_the_flags_give_them():
+    model = VAE((8, 8, 1), latent_dim=2.0, widths=[4], beta=2, binarize=1, seed="3")
+    assert (model.latent_dim, model.widths, model.beta, model.binarize, model.seed) == (2, (4,), 2.0, True, 3)
+    assert [type(model.get_config()[n]) for n in ("latent_dim", "widths", "beta")] == [int, tuple, float]
+    with pytest.raises(ConfigError, match="widths must be a sequence of integers such as \\(32, 64\\), got '4'"):
+        VAE((8, 8, 1), widths="4")
+
+
+def test_every_option_is_set_before_anything_is_built():
+    """A subclass's options are set when its bases build (no field to set before ``super().__init__``)."""
+    seen = {}
+
+    class Watched(VAE):
+        options = {"extra": Option("an option of the subclass", finite_float, default=0.5)}
+
+        def build_networks(self):  # called from Autoencoder.build_model, before Watched's own code would run
+            seen.update({name: getattr(self, name, "unset") for name in options.declared_options(Watched)})
+            return super().build_networks()
+
+    model = Watched((8, 8, 1), latent_dim=2, widths=(4,), extra=2.0, mixture_prior=3)
+    assert "unset" not in seen.values() and (seen["extra"], seen["mixture_prior"], seen["beta"]) == (2.0, 3, 1.0)
+    assert model.prior.components == 3  # build_prior read the VAE's option
 
 
 # ---------------------------------------------------------------- your own networks
