@@ -66,11 +66,11 @@ def main() -> None:
         encoder, decoder = deeper_networks()
         model = Autoencoder(encoder=encoder, decoder=decoder, reconstruction=loss)
     elif variant.startswith("three-stages"):
-        model = Autoencoder((28, 28, 1), LATENT, arch="conv", widths=(32, 64, 128), reconstruction=loss)
+        model = Autoencoder((28, 28, 1), latent_dim=LATENT, arch="conv", widths=(32, 64, 128), reconstruction=loss)
     elif variant.startswith("upsample"):
-        model = Autoencoder((28, 28, 1), LATENT, arch="conv", up="upsample")
+        model = Autoencoder((28, 28, 1), latent_dim=LATENT, arch="conv", up="upsample")
     elif variant in ("base", "cosine", "cosine-2e-3"):
-        model = Autoencoder((28, 28, 1), LATENT, arch="conv")
+        model = Autoencoder((28, 28, 1), latent_dim=LATENT, arch="conv")
     else:
         sys.exit(f"error: unknown variant {variant!r}; see the docstring")
     model.compile(optimizer=keras.optimizers.Adam(rate))

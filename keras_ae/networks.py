@@ -119,19 +119,6 @@ class NetworkSpec:
             sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
         return sizes
 
-    def to_config(self) -> dict:
-        return {
-            "input_shape": list(self.input_shape),
-            "latent_dim": self.latent_dim,
-            "arch": self.arch,
-            "widths": list(self.widths),
-            "dense_units": self.dense_units,
-            "down": self.down,
-            "up": self.up,
-            "activation": self.activation,
-            "code_activation": self.code_activation,
-        }
-
 
 def _dense(x, units: int, spec: NetworkSpec, name: str):
     """Dense + a named activation (``hidden_<name>``), so regularizers can find it."""

@@ -154,11 +154,12 @@ def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -
     """
     from keras_ae.models import MODELS
 
-    accepted = opts.declared_options(model_cls)
-    for name in dict.fromkeys(name for cls in MODELS.values() for name in opts.declared_options(cls)):
+    accepted = opts.flag_options(model_cls)
+    every = {name: option for cls in MODELS.values() for name, option in opts.flag_options(cls).items()}
+    for name, option in every.items():
         if getattr(args, name, None) is not None and name not in accepted:
-            takers = [other for other, cls in MODELS.items() if name in opts.declared_options(cls)]
-            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_name}; it is an option "
+            takers = [other for other, cls in MODELS.items() if name in opts.flag_options(cls)]
+            raise ConfigError(f"{option.flag_of(name)} does not apply to --model {model_name}; it is an option "
                               f"of {', '.join(takers)}")
     kwargs = {name: getattr(args, name) for name in accepted if getattr(args, name, None) is not None}
     defaults = opts.constructor_defaults(model_cls)
@@ -166,11 +167,11 @@ def model_kwargs(model_name: str, model_cls, args: argparse.Namespace, splits) -
         if accepted[name].only_with:
             key, wanted = accepted[name].only_with
             if kwargs.get(key, defaults.get(key)) != wanted:
-                raise ConfigError(f"--{name.replace('_', '-')} applies only with --{key.replace('_', '-')} {wanted}, "
-                                  f"and --model {model_name} has --{key.replace('_', '-')} "
-                                  f"{kwargs.get(key, defaults.get(key))}")
+                other = every[key].flag_of(key)
+                raise ConfigError(f"{accepted[name].flag_of(name)} applies only with {other} {wanted}, and --model "
+                                  f"{model_name} has {other} {kwargs.get(key, defaults.get(key))}")
     kwargs["input_shape"] = splits.image_shape
-    if "seed" in opts.constructor_defaults(model_cls):
+    if "seed" in opts.declared_options(model_cls):
         kwargs["seed"] = args.seed
     if model_cls.needs_labels:
         if splits.num_classes is None:
@@ -208,7 +209,7 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
     from keras_ae import runs
 
     defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
-    declared = opts.declared_options(model_cls)
+    declared = opts.flag_options(model_cls)
     values = {name: defaults.get(name) if getattr(args, name, None) is None else getattr(args, name)
               for name in declared}
     in_base = [name for name, option in declared.items() if option.in_run_name_base]

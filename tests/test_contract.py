@@ -19,9 +19,8 @@ from keras import layers, ops
 from conftest import REPO
 from keras_ae import data, export, generate, options, serving, train
 from keras_ae.errors import ConfigError
-from keras_ae.models import MODELS, VAE, Autoencoder, ConditionalVAE, FittedGaussian, StandardNormal
-from keras_ae.models.base import ZooModel
-from keras_ae.options import Option, finite_float
+from keras_ae.models import MODELS, VAE, VQVAE, Autoencoder, ConditionalVAE, FittedGaussian, PixelCNN, StandardNormal
+from keras_ae.options import Option, finite_float, random_seed
 from keras_ae.runs import load_run
 
 PACKAGE = REPO / "keras_ae"
@@ -113,16 +112,25 @@ def test_no_module_outside_models_imports_a_model_class():
 # ---------------------------------------------------------------- options: declared once, true defaults
 
 
-NOT_OPTIONS = {"self", "kwargs", *options.NOT_FLAGS}
-
-
 @pytest.mark.parametrize("name", MODELS)
-def test_every_constructor_argument_is_a_declared_option_and_back(name):
+def test_every_declared_option_round_trips_through_the_flags_and_get_config(name):
+    """Each option's default given as its flag builds the model that the Python defaults build (the same types,
+    so the same config.json); the config holds every option and rebuilds the model."""
     cls = MODELS[name]
-    parameters = {p for klass in cls.__mro__ if issubclass(klass, ZooModel) and "__init__" in vars(klass)
-                  for p in inspect.signature(klass.__init__).parameters}
-    declared = set(options.declared_options(cls))
-    assert parameters - NOT_OPTIONS == declared
+    defaults, flags = options.constructor_defaults(cls), ["--model", name]
+    for option_name, option in options.flag_options(cls).items():
+        flag, default = option.flag_of(option_name), defaults[option_name]
+        if option.flag:
+            flags += [flag] if default else []
+        elif default is not None:
+            flags += [flag, ",".join(map(str, default)) if isinstance(default, tuple) else str(default)]
+    args = train.build_parser().parse_args(flags)
+    given = {n: getattr(args, n) for n in options.flag_options(cls) if getattr(args, n) is not None}
+    data = {"input_shape": (16, 16, 1), "num_classes": 3 if cls.needs_labels else None, "name": "m"}
+    config = cls(**data).get_config()
+    assert json.dumps(cls(**data, **given).get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
+    assert set(config) == set(options.declared_options(cls)) | set(data)
+    assert cls(**config).get_config() == config
 
 
 def test_help_shows_the_constructors_real_defaults():
@@ -130,13 +138,64 @@ def test_help_shows_the_constructors_real_defaults():
     flat = " ".join(text.split())
     assert "(default: None)" not in flat
     assert "(default: 0.01 for sparse; 0.1 for contractive)" in flat
-    assert "(default: mse for pca, ae, sparse, contractive, denoising; bce for vae, cvae)" in flat
+    assert "(default: mse for pca, ae, sparse, contractive, denoising; bce for vae, cvae, vqvae)" in flat
+    assert "--prior {pixelcnn}" in flat  # (the VQ-VAE's prior_kind: its attribute prior is the prior itself)
+    assert "(default: 1.0 for vae; 3.0 for cvae)" in flat  # a subclass's option_defaults
     assert "(default: 512,256 for mlp, 32,64 for conv)" in flat
-    # and a flag exists for every declared option of every model, once
+    # and a flag exists for every declared option of every model, once (seed is --seed's)
     flags = [a.option_strings[0] for a in train.build_parser()._actions if a.option_strings]
     assert len(flags) == len(set(flags))
-    every = {n for cls in MODELS.values() for n in options.declared_options(cls)}
-    assert {f"--{n.replace('_', '-')}" for n in every} <= set(flags)
+    every = {n: option for cls in MODELS.values() for n, option in options.flag_options(cls).items()}
+    assert {option.flag_of(n) for n, option in every.items()} <= set(flags)
+
+
+def test_the_docstring_lists_every_option_with_its_default():
+    for cls in MODELS.values():
+        block = " ".join(inspect.getdoc(cls).partition("Options:")[2].split())
+        for name, option in options.declared_options(cls).items():
+            assert f"{name}: {option.help}" in block, (cls.__name__, name)
+    doc = " ".join(inspect.getdoc(ConditionalVAE).split())
+    assert "beta: weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE (default: 3.0)." in doc
+    doc = inspect.getdoc(Autoencoder)  # the block comes after the arguments, before the example
+    assert doc.index("Args:") < doc.index("Options:") < doc.index("Example:")
+
+
+def test_an_unknown_option_is_refused_in_one_line_that_lists_the_options():
+    with pytest.raises(ConfigError) as error:
+        VAE((8, 8, 1), betta=2.0)
+    message = str(error.value)
+    assert message.startswith("VAE takes no option 'betta'; its options are: latent_dim, arch,") and "\n" not in message
+    assert "beta" in message.split(": ", 1)[1]
+    with pytest.raises(ConfigError, match="PixelCNN takes no option 'latent_dim'"):
+        PixelCNN((8, 8, 1), latent_dim=3)
+    with pytest.raises(ConfigError, match="VQVAE takes no option 'arch'"):  # an option it drops
+        VQVAE((16, 16, 1), arch="mlp")
+    model = VAE((8, 8, 1), latent_dim=2, widths=(4,), name="mine", dtype="float32", trainable=False)  # Keras's own
+    assert (model.name, model.trainable) == ("mine", False)
+
+
+def test_python_values_are_kept_as_the_flags_give_them():
+    model = VAE((8, 8, 1), latent_dim=2.0, widths=[4], beta=2, binarize=1, seed="3")
+    assert (model.latent_dim, model.widths, model.beta, model.binarize, model.seed) == (2, (4,), 2.0, True, 3)
+    assert [type(model.get_config()[n]) for n in ("latent_dim", "widths", "beta")] == [int, tuple, float]
+    with pytest.raises(ConfigError, match="widths must be a sequence of integers such as \\(32, 64\\), got '4'"):
+        VAE((8, 8, 1), widths="4")
+
+
+def test_every_option_is_set_before_anything_is_built():
+    """A subclass's options are set when its bases build (no field to set before ``super().__init__``)."""
+    seen = {}
+
+    class Watched(VAE):
+        options = {"extra": Option("an option of the subclass", finite_float, default=0.5)}
+
+        def build_networks(self):  # called from Autoencoder.build_model, before Watched's own code would run
+            seen.update({name: getattr(self, name, "unset") for name in options.declared_options(Watched)})
+            return super().build_networks()
+
+    model = Watched((8, 8, 1), latent_dim=2, widths=(4,), extra=2.0, mixture_prior=3)
+    assert "unset" not in seen.values() and (seen["extra"], seen["mixture_prior"], seen["beta"]) == (2.0, 3, 1.0)
+    assert model.prior.components == 3  # build_prior read the VAE's option
 
 
 # ---------------------------------------------------------------- your own networks
@@ -261,11 +320,11 @@ def test_keras_own_export_works_on_zoo_models(tmp_path):
 class NoisyCodeAutoencoder(Autoencoder):
     """A model family written in one file: Gaussian noise of ``code_noise`` added to the code while training."""
 
-    options = {"code_noise": Option("std of the noise added to the code while training", finite_float)}
+    options = {"code_noise": Option("std of the noise added to the code while training", finite_float, default=0.5),
+               "seed": Option("seed of the noise", random_seed, default=0)}
 
-    def __init__(self, input_shape=None, code_noise=0.5, seed=0, **kwargs):
-        super().__init__(input_shape, **kwargs)
-        self.code_noise, self.seed = float(code_noise), int(seed)
+    def build_model(self):
+        super().build_model()
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def compute_losses(self, x, y=None, training=False):
@@ -274,9 +333,6 @@ class NoisyCodeAutoencoder(Autoencoder):
             z = z + self.code_noise * keras.random.normal(ops.shape(z), seed=self.seed_generator)
         reconstruction = ops.mean(self.reconstruction_error(x, self.decode_logits(z, y, training=training)))
         return {"loss": reconstruction, "reconstruction": reconstruction}
-
-    def get_config(self):
-        return {**super().get_config(), "code_noise": self.code_noise, "seed": self.seed}
 
 
 @pytest.mark.slow

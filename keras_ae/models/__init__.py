@@ -10,7 +10,7 @@ from keras_ae.models.priors import FittedGaussian, Prior, StandardNormal
 from keras_ae.models.sparse import SparseAutoencoder
 from keras_ae.models.vae import VAE, ConditionalVAE
 from keras_ae.models.vqvae import VQVAE
-from keras_ae.options import declared_options
+from keras_ae.options import flag_options
 
 MODELS = {
     "pca": PCA,
@@ -26,7 +26,7 @@ MODELS = {
 }
 
 
-SHARED_OPTIONS = declared_options(Autoencoder)  # the options most models take: train.py's "model" flag group
+SHARED_OPTIONS = flag_options(Autoencoder)  # the options most models take: train.py's "model" flag group
 
 
 def is_zoo_model(obj) -> bool:

@@ -14,7 +14,9 @@ subclasses of :class:`Autoencoder`) also keep this contract:
   minimised, named in ``loss_terms``; the shared ``train_step``/``test_step`` turn it into gradients
   and per-epoch metrics, correctly under a ``tf.distribute`` strategy;
 - ``outlier_score(x)`` per image and ``likelihood_report(x)`` (None without a density);
-- ``options``: the constructor arguments the command line offers (:mod:`keras_ae.options`).
+- ``options``: its options, each declared once with its default (:mod:`keras_ae.options`): the
+  constructor takes them by name and sets each as an attribute before anything is built, then calls
+  ``validate()`` and ``build_model()``; ``get_config`` and the docstring's "Options:" block come from them.
 
 Reduction rule (see :mod:`keras_ae.losses`): terms are summed over pixels / latent units per
 example and averaged over the batch.
@@ -29,6 +31,7 @@ a built-in one, and its config holds the networks' own configs.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import keras
@@ -37,6 +40,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_ae import distribute, losses, serving
+from keras_ae import options as opts
 from keras_ae.contract import Code, Likelihood
 from keras_ae.errors import ConfigError, one_line
 from keras_ae.models.priors import FittedGaussian
@@ -52,6 +56,10 @@ from keras_ae.networks import (
 from keras_ae.options import Option, finite_float, int_list, non_negative_int, positive_int
 
 RECONSTRUCTION_LOSSES = ("mse", "bce", "gaussian")
+NETWORK_OPTIONS = ("arch", "widths", "dense_units", "down", "up", "activation", "code_activation")  # of built ones
+# Keras's own constructor arguments (name, dtype, trainable, ...), which every model passes on to keras.Model
+KERAS_ARGUMENTS = tuple(name for name, parameter in inspect.signature(keras.layers.Layer.__init__).parameters.items()
+                        if parameter.kind is parameter.KEYWORD_ONLY)
 DEAD_OUTPUT = 0.01  # reconstructions whose variance over the images is below this share of the inputs' ignore them
 
 
@@ -133,13 +141,21 @@ def _call(network, inputs, what: str):
 
 
 class ZooModel(keras.Model):
-    """What every member of the zoo shares: named loss terms, the training and test steps, the metrics.
+    """What every member of the zoo shares: its options, named loss terms, the training and test steps, the metrics.
 
-    A subclass sets ``loss_terms`` and ``options``, declares ``code`` or ``density``, builds its networks and
-    ``self.trackers = {name: self.tracker(name) for name in self.loss_terms}`` in its constructor, and
-    defines ``compute_losses``, ``outlier_score``, ``term_units`` and (with a density)
-    ``likelihood_report``. :class:`Autoencoder` is the family with an encoder, a decoder and codes;
-    :class:`keras_ae.models.pixelcnn.PixelCNN` the family with an exact density and no code.
+    A subclass sets ``loss_terms`` and ``options``, declares ``code`` or ``density``, checks its options in
+    ``validate()`` and builds its networks in ``build_model()``, and defines ``compute_losses``,
+    ``outlier_score``, ``term_units`` and (with a density) ``likelihood_report``. :class:`Autoencoder` is
+    the family with an encoder, a decoder and codes; :class:`keras_ae.models.pixelcnn.PixelCNN` the
+    family with an exact density and no code.
+
+    Args:
+        input_shape: (H, W, C) of the images.
+        num_classes: make the model conditional on a label in ``range(num_classes)`` (refused by a model
+            that cannot be).
+        encoder, decoder: networks of your own, for a model that takes them (the autoencoders).
+        **options: the model's options by name (listed under "Options:"), and Keras's own arguments
+            (``name``, ``dtype``, ``trainable``, ...).
     """
 
     loss_terms = ("loss",)
@@ -150,6 +166,64 @@ class ZooModel(keras.Model):
     sampling_passes = 1  # sequential network passes that one new image takes
     options: dict = {}
     num_classes = None
+
+    def __init_subclass__(cls, **kwargs):
+        """Add the "Options:" block of the class's options to its docstring (before its example), so that
+        ``help()`` documents every option, as declared."""
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            head, example, tail = cls.__doc__.rstrip().partition("\n\n    Example:")
+            cls.__doc__ = f"{head}\n\n{opts.options_doc(cls)}{example}{tail}\n"
+
+    def __init__(self, input_shape=None, *, num_classes=None, encoder=None, decoder=None, **kwargs):
+        options = opts.declared_options(type(self))
+        unknown = [name for name in kwargs if name not in options and name not in KERAS_ARGUMENTS]
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} takes no option {', '.join(map(repr, unknown))}; its options "
+                              f"are: {', '.join(options)}")
+        super().__init__(**{name: value for name, value in kwargs.items() if name in KERAS_ARGUMENTS})
+        for name, value in opts.option_values(type(self), kwargs).items():
+            setattr(self, name, value)
+        try:
+            self.image_shape = None if input_shape is None else tuple(int(side) for side in input_shape)
+        except (TypeError, ValueError):
+            raise ConfigError(f"input_shape must be (H, W, C), got {input_shape!r}") from None
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.custom = {"encoder": encoder is not None, "decoder": decoder is not None}  # the user's, not built
+        for role, network in (("encoder", encoder), ("decoder", decoder)):
+            if network is not None:
+                setattr(self, role, _network(network, role))
+        self.validate()
+        self.build_model()
+        self.trackers = {name: self.tracker(name) for name in self.loss_terms}
+        self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
+
+    def validate(self) -> None:
+        """Refuse, with a ConfigError that says why, option values this model cannot take; every option is set
+        (a subclass adds its own checks and calls this)."""
+        if self.needs_labels and self.num_classes is None:
+            raise ConfigError(f"{type(self).__name__} needs labels: train it on a labelled dataset (num_classes)")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ConfigError(f"num_classes must be >= 2 for a conditional model, got {self.num_classes}")
+
+    def conditioned(self, tensor, labels):
+        """The network input for ``tensor``: itself, or ``[tensor, one_hot(labels)]`` for a conditional model
+        (the one place where labels become the networks' one-hot input)."""
+        if self.num_classes is None:
+            return tensor
+        if labels is None:
+            raise ConfigError(f"{self.name} is conditional on labels (num_classes={self.num_classes}); "
+                              "give labels with the images or codes")
+        return [ops.convert_to_tensor(tensor), ops.one_hot(ops.cast(labels, "int32"), self.num_classes)]
+
+    def build_model(self) -> None:
+        """Build the networks and the weights, once every option is set and validated (nothing here)."""
+
+    def get_config(self):
+        """What rebuilds this model (``from_config`` is ``cls(**config)``): its name, input shape and classes,
+        and the value of every option."""
+        return {"name": self.name, "input_shape": self.image_shape, "num_classes": self.num_classes,
+                **{name: getattr(self, name) for name in opts.declared_options(type(self))}}
 
     def tracker(self, term: str) -> keras.metrics.Metric:
         """The metric that gathers a reported term over an epoch: the mean over its images by default."""
@@ -250,19 +324,18 @@ class ZooModel(keras.Model):
 class Autoencoder(ZooModel):
     """Undercomplete autoencoder: ``x -> z = e(x) -> x_hat = sigmoid(d(z))``.
 
+    The reconstruction term is ``"mse"`` (squared error summed over pixels), ``"bce"`` (Bernoulli negative
+    log-likelihood in nats, summed over pixels) or ``"gaussian"`` (Gaussian negative log-likelihood in nats
+    with mean sigmoid(logits) and one variance for all pixels: ``output_std``, or learned). The network
+    options (``arch``, ``widths``, ...; see :class:`keras_ae.networks.NetworkSpec`) make the built
+    networks and do not apply to a network you give.
+
     Args:
         input_shape: (H, W, C) of the images, pixels in [0, 1] (read from ``encoder`` when given).
-        latent_dim: size of the code z (read from ``decoder`` or ``encoder`` when given).
-        arch, widths, dense_units, down, up, activation, code_activation: the built networks (see
-            :class:`keras_ae.networks.NetworkSpec`); unused for a network you give.
-        reconstruction: ``"mse"`` (squared error summed over pixels), ``"bce"`` (Bernoulli
-            negative log-likelihood in nats, summed over pixels) or ``"gaussian"`` (Gaussian negative
-            log-likelihood in nats with mean sigmoid(logits) and one variance for all pixels).
-        output_std: with ``"gaussian"``: the fixed standard deviation of every pixel; ``None``
-            learns it (a single trained log-variance).
         num_classes: make the model conditional: encoder and decoder also take a label in
             ``range(num_classes)``, given to them one-hot.
-        encoder, decoder: your own networks (see the module docstring) instead of built ones.
+        encoder, decoder: your own networks (see the module docstring) instead of built ones; ``latent_dim``
+            is then read from them.
 
     Example:
         >>> model = Autoencoder((28, 28, 1), latent_dim=30, arch="conv")
@@ -277,66 +350,64 @@ class Autoencoder(ZooModel):
     outlier_score_name = "squared reconstruction error"
     test_options = {"latent_dim": 8}  # (the default 512,256 widths: weights enough for int8 TFLite to show)
     options = {
-        "latent_dim": Option("size of the code z", positive_int),
-        "arch": Option("encoder/decoder family", choices=ARCHITECTURES, in_run_name_base=True),
+        "latent_dim": Option("size of the code z", positive_int, default=16),
+        "arch": Option("encoder/decoder family", choices=ARCHITECTURES, default="mlp", in_run_name_base=True),
         "widths": Option("comma-separated Dense units (mlp) or conv filters per stage (conv)", int_list,
                          default_text=" for mlp, ".join(",".join(map(str, DEFAULT_WIDTHS[a])) for a in ARCHITECTURES)
                          + " for conv", resolved_default=lambda values: DEFAULT_WIDTHS[values["arch"]]),
         "dense_units": Option("conv: a Dense layer of this size before the code (0: none)", non_negative_int,
-                              only_with=("arch", "conv")),
+                              default=0, only_with=("arch", "conv")),
         "down": Option("conv: stride-2 convolutions or convolution + max-pooling", choices=DOWNSAMPLING,
-                       only_with=("arch", "conv")),
+                       default="strided", only_with=("arch", "conv")),
         "up": Option("conv: stride-2 transposed convolutions or upsampling + convolution", choices=UPSAMPLING,
-                     only_with=("arch", "conv")),
-        "activation": Option("hidden activation (any Keras activation name)"),
-        "code_activation": Option("activation of the code layer: linear, or relu for codes with exact zeros"),
+                     default="transpose", only_with=("arch", "conv")),
+        "activation": Option("hidden activation (any Keras activation name)", default="relu"),
+        "code_activation": Option("activation of the code layer: linear, or relu for codes with exact zeros",
+                                  default="linear"),
         "reconstruction": Option("reconstruction term, summed over pixels: squared error (mse), Bernoulli "
-                                 "likelihood (bce) or Gaussian likelihood (gaussian)", choices=RECONSTRUCTION_LOSSES),
+                                 "likelihood (bce) or Gaussian likelihood (gaussian)", choices=RECONSTRUCTION_LOSSES,
+                                 default="mse"),
         "output_std": Option("with --reconstruction gaussian: fixed standard deviation of every pixel",
                              finite_float, default_text="learned", only_with=("reconstruction", "gaussian")),
     }
 
-    def __init__(self, input_shape=None, latent_dim=16, arch="mlp", widths=None, dense_units=0, down="strided",
-                 up="transpose", activation="relu", code_activation="linear", reconstruction="mse", output_std=None,
-                 num_classes=None, encoder=None, decoder=None, **kwargs):
-        super().__init__(**kwargs)
-        encoder, decoder = _network(encoder, "encoder"), _network(decoder, "decoder")
-        if input_shape is None:
-            input_shape = _input_size(encoder) if encoder is not None else None
-            if input_shape is None:
+    def validate(self):
+        """Read the shapes from networks of your own, check the options (those of the networks in
+        :class:`~keras_ae.networks.NetworkSpec`, which also gives ``widths`` its arch's default)."""
+        super().validate()
+        if self.image_shape is None:
+            self.image_shape = _input_size(self.encoder) if self.custom["encoder"] else None
+            if self.image_shape is None:
                 raise ConfigError("give input_shape (H, W, C): there is no encoder to read it from")
-        if decoder is not None and _input_size(decoder) is not None:
-            latent_dim = _input_size(decoder)[0]
+        if self.custom["decoder"] and _input_size(self.decoder) is not None:
+            self.latent_dim = _input_size(self.decoder)[0]
         # The spec of the built networks; with both networks given it still checks the shapes.
-        self.spec = NetworkSpec(tuple(input_shape), latent_dim, arch, None if widths is None else tuple(widths),
-                                dense_units, down, up, activation, code_activation)
-        if reconstruction not in RECONSTRUCTION_LOSSES:
-            raise ConfigError(f"unknown reconstruction loss {reconstruction!r}; choose one of "
+        self.spec = NetworkSpec(self.image_shape, self.latent_dim, self.arch, self.widths, self.dense_units, self.down,
+                                self.up, self.activation, self.code_activation)
+        self.image_shape, self.latent_dim, self.widths = self.spec.input_shape, self.spec.latent_dim, self.spec.widths
+        if self.reconstruction not in RECONSTRUCTION_LOSSES:
+            raise ConfigError(f"unknown reconstruction loss {self.reconstruction!r}; choose one of "
                               f"{', '.join(RECONSTRUCTION_LOSSES)}")
-        self.reconstruction = reconstruction
-        if num_classes is not None and int(num_classes) < 2:
-            raise ConfigError(f"num_classes must be >= 2 for a conditional model, got {num_classes}")
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.output_std = None if output_std is None else float(output_std)
         if self.output_std is not None and not self.output_std > 0:
-            raise ConfigError(f"output_std must be > 0, got {output_std}")
-        if self.output_std is not None and reconstruction != "gaussian":
-            raise ConfigError(f"output_std applies only to reconstruction='gaussian', not {reconstruction!r}")
-        if reconstruction == "gaussian":
+            raise ConfigError(f"output_std must be > 0, got {self.output_std}")
+        if self.output_std is not None and self.reconstruction != "gaussian":
+            raise ConfigError(f"output_std applies only to reconstruction='gaussian', not {self.reconstruction!r}")
+
+    def build_model(self):
+        """The output variance of a Gaussian likelihood, the networks not given (``build_networks``), checked
+        with those given, then the prior (``build_prior``)."""
+        if self.reconstruction == "gaussian":
             initial = 0.0 if self.output_std is None else 2.0 * math.log(self.output_std)
             self.output_log_var = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
                                                   trainable=self.output_std is None, name="output_log_var")
-        self.custom = {"encoder": encoder is not None, "decoder": decoder is not None}
-        if encoder is None or decoder is None:
-            built_encoder, built_decoder = self.build_networks()
-            encoder = built_encoder if encoder is None else encoder
-            decoder = built_decoder if decoder is None else decoder
-        self.encoder, self.decoder = encoder, decoder
+        if not all(self.custom.values()):
+            built = dict(zip(("encoder", "decoder"), self.build_networks()))
+            for role, custom in self.custom.items():
+                if not custom:
+                    setattr(self, role, built[role])
         if any(self.custom.values()):
             self._check_networks()
         self.prior = self.build_prior()
-        self.trackers = {name: self.tracker(name) for name in self.loss_terms}
-        self.built = True  # the networks are built at construction; lets .keras files restore optimizer state
 
     def build_networks(self):
         """The (encoder, decoder) pair for ``self.spec``; PCA overrides it with its linear maps."""
@@ -367,14 +438,6 @@ class Autoencoder(ZooModel):
 
     # ---- shapes --------------------------------------------------------------------------------
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self.spec.input_shape
-
-    @property
-    def latent_dim(self) -> int:
-        return self.spec.latent_dim
-
-    @property
     def code(self) -> Code:
         """A real-valued vector of ``latent_dim`` per image."""
         return Code((self.latent_dim,))
@@ -393,15 +456,6 @@ class Autoencoder(ZooModel):
         return "custom" if any(self.custom.values()) else self.spec.arch
 
     # ---- the uniform contract: encode, decode, reconstruct, sample ------------------------------
-    def conditioned(self, tensor, labels):
-        """The network input for ``tensor``: itself, or ``[tensor, one_hot(labels)]`` for a conditional model."""
-        if self.num_classes is None:
-            return tensor
-        if labels is None:
-            raise ConfigError(f"{self.name} is conditional on labels (num_classes={self.num_classes}); "
-                              "give labels with the images or codes")
-        return [ops.convert_to_tensor(tensor), ops.one_hot(ops.cast(labels, "int32"), self.num_classes)]
-
     def encode(self, x, labels=None, training=False):
         """Images -> code z (deterministic: a VAE returns its posterior mean)."""
         return self.encode_heads(x, labels, training)[self.heads[0]]
@@ -530,12 +584,11 @@ class Autoencoder(ZooModel):
         return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
 
     def get_config(self):
-        spec = self.spec.to_config()
-        config = {"name": self.name, "input_shape": spec.pop("input_shape"), "latent_dim": spec.pop("latent_dim"),
-                  "reconstruction": self.reconstruction, "output_std": self.output_std,
-                  "num_classes": self.num_classes}
-        if not all(self.custom.values()):
-            config.update(spec)  # what the built network(s) are made of
+        """The options and, for networks of your own, their configs; with both your own, no network option
+        (nothing is built from them)."""
+        config = super().get_config()
+        if all(self.custom.values()):
+            config = {name: value for name, value in config.items() if name not in NETWORK_OPTIONS}
         for role, custom in self.custom.items():
             if custom:
                 config[role] = keras.saving.serialize_keras_object(getattr(self, role))

@@ -18,7 +18,7 @@ from keras import ops
 from keras_ae.errors import ConfigError
 from keras_ae.losses import sum_per_example
 from keras_ae.models.base import Autoencoder, non_negative
-from keras_ae.options import Option, finite_float, positive_int
+from keras_ae.options import Option, finite_float, positive_int, random_seed
 
 JACOBIAN_METHODS = ("auto", "exact", "projection")
 EXACT_LATENT_LIMIT = 64  # "auto" uses the exact Jacobian for dense encoders with at most this many units
@@ -50,35 +50,37 @@ def code_and_jacobian_sq(encode, x, method: str = "exact", projections: int = 1,
 class ContractiveAutoencoder(Autoencoder):
     """Autoencoder whose encoder is penalised by the squared Frobenius norm of its Jacobian.
 
+    ``jacobian="auto"`` is exact for dense encoders with ``latent_dim <= 64``, the random-projection
+    estimate otherwise.
+
     Args:
-        penalty_weight: lambda (>= 0).
-        jacobian: ``"exact"``, ``"projection"`` or ``"auto"`` (exact for dense encoders with
-            ``latent_dim <= 64``, projection otherwise).
-        projections: random projections per step for the estimator (>= 1).
-        seed: seed of the projections.
-        **kwargs: the networks and reconstruction options of :class:`Autoencoder`.
+        input_shape, num_classes, encoder, decoder: as for :class:`Autoencoder`.
     """
 
     loss_terms = ("loss", "reconstruction", "penalty", "jacobian_norm")
     test_options = {"latent_dim": 8, "widths": (64, 32)}
     options = {
         "penalty_weight": Option("weight lambda of the penalty added to the reconstruction", finite_float,
-                                 metavar="LAMBDA"),
+                                 default=0.1, metavar="LAMBDA"),
         "jacobian": Option("exact batch Jacobian, random-projection estimate, or auto (exact for mlp encoders "
-                           f"with latent <= {EXACT_LATENT_LIMIT})", choices=JACOBIAN_METHODS),
-        "projections": Option("random projections per step for the estimator", positive_int),
+                           f"with latent <= {EXACT_LATENT_LIMIT})", choices=JACOBIAN_METHODS, default="auto"),
+        "projections": Option("random projections per step for the estimator", positive_int, default=1),
+        "seed": Option("seed of the projections", random_seed, default=0),
     }
 
-    def __init__(self, input_shape=None, penalty_weight=0.1, jacobian="auto", projections=1, seed=0, **kwargs):
-        if jacobian not in JACOBIAN_METHODS:
-            raise ConfigError(f"unknown jacobian method {jacobian!r}; choose one of {', '.join(JACOBIAN_METHODS)}")
-        if int(projections) < 1:
-            raise ConfigError(f"projections must be >= 1, got {projections}")
-        super().__init__(input_shape, **kwargs)
-        self.penalty_weight, self.jacobian, self.projections, self.seed = (
-            non_negative("penalty_weight (lambda)", penalty_weight), jacobian, int(projections), int(seed))
+    def validate(self):
+        super().validate()
+        if self.jacobian not in JACOBIAN_METHODS:
+            raise ConfigError(f"unknown jacobian method {self.jacobian!r}; choose one of "
+                              f"{', '.join(JACOBIAN_METHODS)}")
+        if self.projections < 1:
+            raise ConfigError(f"projections must be >= 1, got {self.projections}")
+        non_negative("penalty_weight (lambda)", self.penalty_weight)
+
+    def build_model(self):
+        super().build_model()
         exact = self.architecture == "mlp" and self.latent_dim <= EXACT_LATENT_LIMIT
-        self.jacobian_method = ("exact" if exact else "projection") if jacobian == "auto" else jacobian
+        self.jacobian_method = ("exact" if exact else "projection") if self.jacobian == "auto" else self.jacobian
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def check_batch_size(self, batch_size: int) -> None:
@@ -98,7 +100,3 @@ class ContractiveAutoencoder(Autoencoder):
         penalty = ops.mean(penalty_per_image)
         return {"loss": reconstruction + self.penalty_weight * penalty, "reconstruction": reconstruction,
                 "penalty": penalty, "jacobian_norm": ops.mean(ops.sqrt(ops.maximum(penalty_per_image, 0.0)))}
-
-    def get_config(self):
-        return {**super().get_config(), "penalty_weight": self.penalty_weight, "jacobian": self.jacobian,
-                "projections": self.projections, "seed": self.seed}

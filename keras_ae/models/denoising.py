@@ -19,7 +19,7 @@ from keras import ops
 from keras_ae import losses
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, non_negative
-from keras_ae.options import Option, finite_float
+from keras_ae.options import Option, finite_float, random_seed
 
 NOISES = ("gaussian", "mask", "salt_and_pepper")
 
@@ -42,31 +42,33 @@ def _mean_psnr(x, x_hat):
 
 @keras.saving.register_keras_serializable(package="keras_ae")
 class DenoisingAutoencoder(Autoencoder):
-    """Autoencoder trained to map corrupted images to clean ones.
+    """Autoencoder trained to map corrupted images to clean ones (the noises: see the module docstring).
 
     Args:
-        noise: ``"gaussian"``, ``"mask"`` or ``"salt_and_pepper"``.
-        noise_level: sigma for Gaussian noise (>= 0); the fraction of pixels hit, in [0, 1], otherwise.
-        seed: seed of the corruption.
-        **kwargs: the networks and reconstruction options of :class:`Autoencoder`.
+        input_shape, num_classes, encoder, decoder: as for :class:`Autoencoder`.
     """
 
     loss_terms = ("loss", "reconstruction", "psnr_corrupted", "psnr_reconstructed")
     test_options = {"latent_dim": 8, "widths": (64, 32)}
     options = {
-        "noise": Option("additive Gaussian noise, masking noise, or salt-and-pepper", choices=NOISES),
+        "noise": Option("additive Gaussian noise, masking noise, or salt-and-pepper", choices=NOISES,
+                        default="gaussian"),
         "noise_level": Option("sigma for gaussian; fraction of pixels hit for mask and salt_and_pepper, in [0, 1]",
-                              finite_float),
+                              finite_float, default=0.3),
+        "seed": Option("seed of the corruption", random_seed, default=0),
     }
 
-    def __init__(self, input_shape=None, noise="gaussian", noise_level=0.3, seed=0, **kwargs):
-        if noise not in NOISES:
-            raise ConfigError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}")
-        noise_level = non_negative("noise_level", noise_level)
-        if noise != "gaussian" and noise_level > 1.0:
-            raise ConfigError(f"noise_level for {noise} noise is a fraction of pixels in [0, 1], got {noise_level}")
-        super().__init__(input_shape, **kwargs)
-        self.noise, self.noise_level, self.seed = noise, noise_level, int(seed)
+    def validate(self):
+        super().validate()
+        if self.noise not in NOISES:
+            raise ConfigError(f"unknown noise {self.noise!r}; choose one of {', '.join(NOISES)}")
+        non_negative("noise_level", self.noise_level)
+        if self.noise != "gaussian" and self.noise_level > 1.0:
+            raise ConfigError(f"noise_level for {self.noise} noise is a fraction of pixels in [0, 1], got "
+                              f"{self.noise_level}")
+
+    def build_model(self):
+        super().build_model()
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def corrupt(self, x):
@@ -84,6 +86,3 @@ class DenoisingAutoencoder(Autoencoder):
         return {"loss": reconstruction, "reconstruction": reconstruction,
                 "psnr_corrupted": _mean_psnr(x, noisy),
                 "psnr_reconstructed": _mean_psnr(x, ops.sigmoid(logits))}
-
-    def get_config(self):
-        return {**super().get_config(), "noise": self.noise, "noise_level": self.noise_level, "seed": self.seed}

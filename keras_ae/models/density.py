@@ -34,15 +34,17 @@ class DensityModel(ZooModel):
 
     loss_terms = ("loss", "nll", "bits_per_dim")
     outlier_score_name = "-log p(x) (nats)"
-    density = None  # the Density this model is over, set by the subclass's constructor
+    density = None  # the Density this model is over, set by the subclass's build_model
+
+    def validate(self):
+        super().validate()
+        if any(self.custom.values()):
+            raise ConfigError(f"{type(self).__name__} is a density with a network of its own; it takes no encoder "
+                              "or decoder")
 
     def density_logits(self, values, labels=None, training=False):
         """Logits of every element given the elements before it, in float32 (the subclass's network)."""
         raise NotImplementedError
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self.density.shape
 
     @property
     def sampling_passes(self) -> int:

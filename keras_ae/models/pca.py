@@ -20,6 +20,7 @@ from keras import layers, ops
 
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, as_pixels
+from keras_ae.options import Option, random_seed
 
 log = logging.getLogger("keras_ae")
 _EPSILON = 1e-6
@@ -41,24 +42,23 @@ class ClippedLogit(layers.Layer):
 class PCA(Autoencoder):
     """Principal component analysis with ``latent_dim`` components, fitted in closed form.
 
+    ``reconstruction`` is the loss reported (``"mse"`` by default); the network options other than
+    ``latent_dim`` do not apply.
+
     Args:
         input_shape: (H, W, C) of the images.
-        latent_dim: number of principal components.
-        seed: seed of the randomized SVD solver (used for large inputs).
-        **kwargs: ``reconstruction`` (the loss reported, ``"mse"`` by default); network options
-            other than ``latent_dim`` do not apply.
     """
 
     architecture = "linear"  # what reports show instead of the (unused) arch option
     test_options = {"latent_dim": 8}
+    options = {"seed": Option("seed of the randomized SVD solver (used for large inputs)", random_seed, default=0)}
 
-    def __init__(self, input_shape=None, latent_dim=16, seed=0, **kwargs):
-        if kwargs.get("num_classes") is not None:
+    def validate(self):
+        if self.num_classes is not None:
             raise ConfigError("PCA is not conditional; it takes no num_classes")
-        if kwargs.get("encoder") is not None or kwargs.get("decoder") is not None:
+        if any(self.custom.values()):
             raise ConfigError("PCA's encoder and decoder are its linear maps; it takes no networks of your own")
-        self.seed = int(seed)
-        super().__init__(input_shape, latent_dim=latent_dim, **kwargs)
+        super().validate()
         if self.latent_dim > self.input_dim:
             raise ConfigError(f"PCA has at most {self.input_dim} components for {self.image_shape} "
                               f"images, asked for {self.latent_dim}")
@@ -98,9 +98,6 @@ class PCA(Autoencoder):
     def findings(self, metrics: dict) -> list[str]:
         """None of the autoencoders' own: this model is the PCA baseline they are measured against."""
         return []
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
 
 
 def _all_images(x) -> np.ndarray:

@@ -36,7 +36,7 @@ from keras_ae.contract import Density
 from keras_ae.errors import ConfigError
 from keras_ae.models.density import DensityModel
 from keras_ae.models.priors import Prior
-from keras_ae.options import Option, int_list, non_negative_int, positive_int
+from keras_ae.options import Option, int_list, non_negative_int, positive_int, random_seed
 
 log = logging.getLogger("keras_ae")
 LIKELIHOODS = ("bernoulli", "categorical")
@@ -182,19 +182,7 @@ class PixelCNN(DensityModel):
 
     Args:
         input_shape: (H, W, C) of the images, pixels in [0, 1]; sides of at least 4.
-        filters: features of the masked convolutions.
-        blocks: mask-B layers after the first (mask A) one; each widens the receptive field by twice its
-            dilation.
-        block: ``"gated"`` (vertical and horizontal stacks, no blind spot) or ``"residual"`` (masked
-            3x3 residual blocks, half the cost, a blind spot above and to the right).
-        dilations: dilation of each block's 3x3 kernel, in turn (``(1, 2, 4)``: 1, 2, 4, 1, 2, ...): a
-            block then widens the receptive field by twice its dilation, at the same cost.
-        likelihood: ``"bernoulli"`` (binarized pixels) or ``"categorical"`` (``levels`` values per element).
-        levels: with ``"categorical"``: the values an element takes (256 grey levels; K for a codebook).
-        one_hot_inputs: feed each element to the network as a one-hot vector of its level instead of its
-            value (for codebook indices, which have no order).
         num_classes: p(x | y): a label in ``range(num_classes)`` is given with the images.
-        seed: seed of the dynamic binarization.
 
     Example:
         >>> model = PixelCNN((28, 28, 1))
@@ -206,47 +194,40 @@ class PixelCNN(DensityModel):
 
     test_options = {"filters": 8, "blocks": 1, "dilations": (1, 2)}
     options = {
-        "filters": Option("features of the masked convolutions", positive_int),
+        "filters": Option("features of the masked convolutions", positive_int, default=64),
         "blocks": Option("mask-B layers after the first (each widens the receptive field by twice its dilation)",
-                         non_negative_int),
+                         non_negative_int, default=7),
         "block": Option("gated: vertical and horizontal stacks with tanh*sigmoid gates, no blind spot; residual: "
                         "masked 3x3 residual blocks, about half the cost, blind to a wedge above right",
-                        choices=BLOCKS),
+                        choices=BLOCKS, default="residual"),
         "dilations": Option("comma-separated dilations of the blocks' 3x3 kernels, used in turn: a block widens "
                             "the receptive field by twice its dilation at the same cost (1: the plain PixelCNN)",
-                            int_list),
+                            int_list, default=(1, 2, 4, 8)),
         "likelihood": Option("Bernoulli per pixel of binarized images, or a softmax over --levels values per pixel "
-                             "and channel", choices=LIKELIHOODS),
-        "levels": Option("values of an element under the categorical likelihood (256 grey levels)", positive_int,
-                         only_with=("likelihood", "categorical")),
-        "one_hot_inputs": Option("feed each element as a one-hot vector of its level, not its value", flag=True),
+                             "and channel", choices=LIKELIHOODS, default="bernoulli"),
+        "levels": Option("values of an element under the categorical likelihood (256 grey levels; K for a codebook)",
+                         positive_int, default=256, only_with=("likelihood", "categorical")),
+        "one_hot_inputs": Option("feed each element as a one-hot vector of its level, not its value (for codebook "
+                                 "indices, which have no order)", default=False, flag=True),
+        "seed": Option("seed of the dynamic binarization", random_seed, default=0),
     }
 
-    def __init__(self, input_shape=None, filters=64, blocks=7, block="residual", dilations=(1, 2, 4, 8),
-                 likelihood="bernoulli", levels=256, one_hot_inputs=False, num_classes=None, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        if input_shape is None or len(input_shape) != 3:
-            raise ConfigError(f"give input_shape (H, W, C), got {input_shape}")
-        input_shape = tuple(int(d) for d in input_shape)
-        if min(input_shape[:2]) < MIN_SIDE:
-            raise ConfigError(f"a PixelCNN needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {input_shape[:2]}")
-        if likelihood not in LIKELIHOODS:
-            raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
-        if likelihood == "categorical" and int(levels) < 2:
-            raise ConfigError(f"a categorical likelihood needs levels >= 2, got {levels}")
-        if num_classes is not None and int(num_classes) < 2:
-            raise ConfigError(f"num_classes must be >= 2 for a conditional model, got {num_classes}")
-        self.filters, self.blocks, self.block, self.likelihood = int(filters), int(blocks), block, likelihood
-        self.dilations, self.levels = tuple(int(d) for d in dilations), int(levels)
-        self.one_hot_inputs = bool(one_hot_inputs)
-        self.density = Density(input_shape, 2 if likelihood == "bernoulli" else self.levels)
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.seed = int(seed)
+    def validate(self):
+        super().validate()
+        if self.image_shape is None or len(self.image_shape) != 3:
+            raise ConfigError(f"give input_shape (H, W, C), got {self.image_shape}")
+        if min(self.image_shape[:2]) < MIN_SIDE:
+            raise ConfigError(f"a PixelCNN needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {self.image_shape[:2]}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+        if self.likelihood == "categorical" and self.levels < 2:
+            raise ConfigError(f"a categorical likelihood needs levels >= 2, got {self.levels}")
+
+    def build_model(self):
+        self.density = Density(self.image_shape, 2 if self.likelihood == "bernoulli" else self.levels)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.network = build_network(input_shape, self.filters, self.blocks, self.density.levels, self.num_classes,
-                                     block, self.dilations, self.one_hot_inputs)
-        self.trackers = {name: self.tracker(name) for name in self.loss_terms}
-        self.built = True
+        self.network = build_network(self.image_shape, self.filters, self.blocks, self.density.levels,
+                                     self.num_classes, self.block, self.dilations, self.one_hot_inputs)
 
     @property
     def architecture(self) -> str:
@@ -254,15 +235,8 @@ class PixelCNN(DensityModel):
 
     def density_logits(self, values, labels=None, training=False):
         """Per-element logits: (N, H, W, C) for binary elements, (N, H, W, C, levels) otherwise, in float32."""
-        values = ops.convert_to_tensor(values, "float32")
-        inputs = values if self.num_classes is None else [values, ops.one_hot(ops.cast(labels, "int32"),
-                                                                              self.num_classes)]
-        return ops.cast(self.network(inputs, training=training), "float32")
-
-    def get_config(self):
-        return {"name": self.name, "input_shape": self.density.shape, "filters": self.filters, "blocks": self.blocks,
-                "block": self.block, "dilations": self.dilations, "likelihood": self.likelihood, "levels": self.levels,
-                "one_hot_inputs": self.one_hot_inputs, "num_classes": self.num_classes, "seed": self.seed}
+        return ops.cast(self.network(self.conditioned(ops.convert_to_tensor(values, "float32"), labels),
+                                     training=training), "float32")
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -271,15 +245,10 @@ class ConditionalPixelCNN(PixelCNN):
 
     Args:
         num_classes: number of label classes (>= 2); the training data must be labelled.
-        **kwargs: the options of :class:`PixelCNN`.
+        input_shape: as for :class:`PixelCNN`.
     """
 
     needs_labels = True
-
-    def __init__(self, input_shape=None, num_classes=None, **kwargs):
-        if num_classes is None:
-            raise ConfigError("the conditional PixelCNN needs labels: train it on a labelled dataset (num_classes)")
-        super().__init__(input_shape, num_classes=num_classes, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")

@@ -32,7 +32,7 @@ from keras_ae.contract import Likelihood, bits_per_dim
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, binarize, binarized_once, in_batches, non_negative
 from keras_ae.models.priors import GaussianMixture, StandardNormal
-from keras_ae.options import Option, finite_float, non_negative_int, positive_int
+from keras_ae.options import Option, finite_float, non_negative_int, positive_int, random_seed
 
 log = logging.getLogger("keras_ae")
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: a unit is active when Cov_x(E_q[z_u]) > 0.01
@@ -75,20 +75,13 @@ class ActiveUnits(keras.metrics.Metric):
 class VAE(Autoencoder):
     """Variational autoencoder with a Gaussian encoder and a Bernoulli or Gaussian decoder.
 
+    Its reconstruction is a likelihood: ``"bce"`` (Bernoulli, the default) or ``"gaussian"`` (with
+    ``output_std`` fixed, or learned). With ``iwae_k`` K > 1 it trains on the importance-weighted bound
+    (tighter than the ELBO, at K decoder passes per image); the reported terms stay the one-sample ones.
+
     Args:
-        beta: weight of the KL term (>= 0); 1 gives the ELBO, > 1 a beta-VAE.
-        reconstruction: ``"bce"`` (Bernoulli likelihood) or ``"gaussian"`` (with ``output_std``
-            fixed, or learned when ``None``).
-        binarize: binarize the inputs afresh at every step (dynamic binarization).
-        free_bits: minimum nats of KL per latent unit counted in the loss (0: off).
-        kl_warmup_epochs: ramp the KL weight linearly from 0 to 1 over this many epochs (0: off).
-        iwae_k: K > 1 trains on the importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k|x)
-            (tighter than the ELBO, at K decoder passes per image); the reported terms stay the
-            one-sample ones.
-        mixture_prior: K > 0 learns the prior as a mixture of K diagonal Gaussians
-            (:class:`~keras_ae.models.priors.GaussianMixture`) instead of N(0, I).
-        seed: seed of the reparameterization noise and the binarization.
-        **kwargs: the network options of :class:`Autoencoder`; your own ``encoder`` returns
+        input_shape, num_classes: as for :class:`Autoencoder`.
+        encoder, decoder: your own networks, as for :class:`Autoencoder`; the encoder returns
             ``{"z_mean": ..., "z_log_var": ...}``.
     """
 
@@ -97,41 +90,46 @@ class VAE(Autoencoder):
     outlier_score_name = "-ELBO (nats)"
     test_options = {"latent_dim": 8, "arch": "conv", "widths": (8, 16)}
     options = {
-        "beta": Option("weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE", finite_float),
-        "binarize": Option("dynamic binarization: each pixel is drawn 0/1 afresh every step", flag=True),
-        "free_bits": Option("minimum KL per latent unit counted in the loss (0: off)", finite_float, metavar="NATS"),
+        "beta": Option("weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE", finite_float, default=1.0),
+        "binarize": Option("dynamic binarization: each pixel is drawn 0/1 afresh every step", default=False,
+                           flag=True),
+        "free_bits": Option("minimum KL per latent unit counted in the loss (0: off)", finite_float, default=0.0,
+                            metavar="NATS"),
         "kl_warmup_epochs": Option("ramp the KL weight linearly from 0 to 1 over N epochs (0: off)",
-                                   non_negative_int, metavar="N"),
+                                   non_negative_int, default=0, metavar="N"),
         "iwae_k": Option("train on the importance-weighted bound with K samples per image (IWAE, Burda et al. "
-                         "2015; 1: the ELBO)", positive_int, metavar="K"),
+                         "2015; 1: the ELBO)", positive_int, default=1, metavar="K"),
         "mixture_prior": Option("learn the prior p(z) as a mixture of K Gaussians, trained with the model "
-                                "(0: N(0, I))", non_negative_int, metavar="K"),
+                                "(0: N(0, I))", non_negative_int, default=0, metavar="K"),
+        "seed": Option("seed of the reparameterization noise, the binarization and the mixture prior",
+                       random_seed, default=0),
     }
+    option_defaults = {"reconstruction": "bce"}
 
-    def __init__(self, input_shape=None, beta=1.0, reconstruction="bce", binarize=False, free_bits=0.0,
-                 kl_warmup_epochs=0, iwae_k=1, mixture_prior=0, seed=0, **kwargs):
-        if reconstruction not in ("bce", "gaussian"):
+    def validate(self):
+        super().validate()
+        if self.reconstruction not in ("bce", "gaussian"):
             raise ConfigError(f"a VAE needs a likelihood: reconstruction 'bce' (Bernoulli) or 'gaussian', "
-                              f"got {reconstruction!r}")
-        if kwargs.get("code_activation", "linear") != "linear":
+                              f"got {self.reconstruction!r}")
+        if self.code_activation != "linear":
             raise ConfigError("a VAE's mean and log-variance heads must be linear; drop --code-activation")
-        beta, free_bits = non_negative("beta", beta), non_negative("free_bits", free_bits)
-        if int(kl_warmup_epochs) < 0:
-            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {kl_warmup_epochs}")
-        if int(iwae_k) < 1:
-            raise ConfigError(f"iwae_k must be >= 1, got {iwae_k}")
-        if int(iwae_k) > 1 and (beta != 1.0 or free_bits or int(kl_warmup_epochs)):
+        non_negative("beta", self.beta)
+        non_negative("free_bits", self.free_bits)
+        if self.kl_warmup_epochs < 0:
+            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        if self.iwae_k < 1:
+            raise ConfigError(f"iwae_k must be >= 1, got {self.iwae_k}")
+        if self.iwae_k > 1 and (self.beta != 1.0 or self.free_bits or self.kl_warmup_epochs):
             raise ConfigError("--iwae-k trains on the importance-weighted bound of log p(x), which has no KL term "
                               "to weight: drop --beta, --free-bits and --kl-warmup-epochs")
-        if int(mixture_prior) < 0:
-            raise ConfigError(f"mixture_prior must be >= 0 components, got {mixture_prior}")
-        if int(mixture_prior) and free_bits:
+        if self.mixture_prior < 0:
+            raise ConfigError(f"mixture_prior must be >= 0 components, got {self.mixture_prior}")
+        if self.mixture_prior and self.free_bits:
             raise ConfigError("--free-bits needs the KL of each latent unit, which a mixture prior does not split "
                               "into: drop --free-bits or --mixture-prior")
-        self.mixture_prior, self.seed = int(mixture_prior), int(seed)  # (build_prior reads them)
-        super().__init__(input_shape, reconstruction=reconstruction, **kwargs)
-        self.beta, self.binarize, self.free_bits = beta, bool(binarize), free_bits
-        self.kl_warmup_epochs, self.iwae_k = int(kl_warmup_epochs), int(iwae_k)
+
+    def build_model(self):
+        super().build_model()
         self.kl_weight = keras.Variable(0.0 if self.kl_warmup_epochs else 1.0, trainable=False, name="kl_weight")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
 
@@ -276,32 +274,23 @@ class VAE(Autoencoder):
         return {**super().term_units(), "loss": "nats / image", "kl": "nats / image", "elbo": "nats / image",
                 "bits_per_dim": "bits / dim", "active_units": "units"}
 
-    def get_config(self):
-        return {**super().get_config(), "beta": self.beta, "binarize": self.binarize, "free_bits": self.free_bits,
-                "kl_warmup_epochs": self.kl_warmup_epochs, "iwae_k": self.iwae_k, "mixture_prior": self.mixture_prior,
-                "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package="keras_ae")
 class ConditionalVAE(VAE):
     """Conditional VAE: q(z|x, y) and p(x|z, y), so ``sample(n, labels=...)`` draws the asked class.
 
+    Its KL weight ``beta`` is 3 by default: at beta = 1 the encoder keeps the class in z, so prior samples
+    often ignore the label (BENCHMARKS.md, "Defaults that do their job", measures both); on data with little
+    besides the class (the 8x8 digits) it can collapse, which the report warns of.
+
     Args:
         num_classes: number of label classes (>= 2); the training data must be labelled.
-        beta: the KL weight, 3 by default: at beta = 1 the encoder keeps the class in z and prior samples
-            draw the asked digit 59% of the time on mnist-small, at 3 98% (BENCHMARKS.md, "Defaults that do
-            their job"); on data with little besides the class (the 8x8 digits) it can collapse, which
-            the report warns of.
-        **kwargs: the options of :class:`VAE`.
+        input_shape, encoder, decoder: as for :class:`VAE`.
     """
 
     needs_labels = True
     test_options = {"latent_dim": 8, "widths": (64, 32)}
-
-    def __init__(self, input_shape=None, num_classes=None, beta=3.0, **kwargs):
-        if num_classes is None:
-            raise ConfigError("the conditional VAE needs labels: train it on a labelled dataset (num_classes)")
-        super().__init__(input_shape, num_classes=num_classes, beta=beta, **kwargs)
+    option_defaults = {"beta": 3.0}
 
 
 class KLWarmup(keras.callbacks.Callback):

@@ -37,7 +37,7 @@ from keras_ae.contract import Code
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, in_batches
 from keras_ae.models.pixelcnn import PixelCNNPrior
-from keras_ae.options import Option, finite_float, positive_int
+from keras_ae.options import Option, finite_float, positive_int, random_seed
 
 log = logging.getLogger("keras_ae")
 PRIORS = ("pixelcnn",)
@@ -70,20 +70,12 @@ def perplexity(counts):
 class VQVAE(Autoencoder):
     """Vector-quantized autoencoder with a codebook of ``codebook_size`` entries and a PixelCNN prior.
 
+    ``latent_dim`` is D, the size of each codebook vector; ``widths`` are the filters of the encoder's stride-2
+    stages, so the code grid is the image downsampled by 2 per stage. Its networks and its prior are its own:
+    it takes no ``arch`` (always conv) and no other network option but ``activation``.
+
     Args:
         input_shape: (H, W, C) of the images.
-        latent_dim: D, the size of each codebook vector.
-        widths: filters of the encoder's stride-2 stages; the code grid is the image downsampled by 2 per stage.
-        codebook_size: K, the entries of the codebook (>= 2).
-        commitment: beta, the weight of the commitment loss.
-        ema: learn the codebook as exponential moving averages of the codes assigned to each entry.
-        ema_decay: the decay of those averages.
-        prior: the prior over the code grid (``"pixelcnn"``), trained when training ends.
-        prior_epochs, prior_filters, prior_blocks: its training epochs and its network.
-        seed: seed of the codebook's initialisation and its re-seeding.
-        reconstruction: ``"bce"`` by default: trained on squared error through the sigmoid, its decoder
-            saturated to blank images on 28x28 digits (BENCHMARKS.md, "VQ-VAE").
-        **kwargs: ``activation`` of :class:`Autoencoder`.
 
     Example:
         >>> model = VQVAE((28, 28, 1), latent_dim=16, codebook_size=64)   # codes: 7x7 indices, 294 bits
@@ -97,40 +89,42 @@ class VQVAE(Autoencoder):
     test_options = {"latent_dim": 4, "widths": (16,), "codebook_size": 8, "prior_epochs": 2, "prior_filters": 8,
                     "prior_blocks": 1}
     dropped_options = ("arch", "dense_units", "down", "up", "code_activation", "output_std")  # its networks are its own
+    # Bernoulli reconstruction: on squared error through the sigmoid, its decoder saturated to blank images on
+    # 28x28 digits (BENCHMARKS.md, "VQ-VAE")
+    option_defaults = {"arch": "conv", "widths": (32, 64), "reconstruction": "bce"}
     options = {
         "codebook_size": Option("K, entries of the codebook (>= 2): a code is a grid of K-way indices",
-                                positive_int),
-        "commitment": Option("beta, weight of the commitment loss ||z_e - sg(z_q)||^2", finite_float),
+                                positive_int, default=64),
+        "commitment": Option("beta, weight of the commitment loss ||z_e - sg(z_q)||^2", finite_float, default=0.25),
         "ema": Option("learn the codebook as moving averages of the codes assigned to each entry, not by its "
-                      "gradient", flag=True),
-        "ema_decay": Option("decay of the codebook's moving averages", finite_float, only_with=("ema", True)),
-        "prior": Option("the prior over the code grid, trained on the training codes when training ends",
-                        choices=PRIORS),
-        "prior_epochs": Option("epochs of the prior's training", positive_int),
-        "prior_filters": Option("features of the prior's masked convolutions", positive_int),
-        "prior_blocks": Option("mask-B layers of the prior", positive_int),
+                      "gradient", default=False, flag=True),
+        "ema_decay": Option("decay of the codebook's moving averages", finite_float, default=0.99,
+                            only_with=("ema", True)),
+        "prior_kind": Option("the prior over the code grid, trained on the training codes when training ends",
+                             choices=PRIORS, default="pixelcnn", flag_name="prior"),
+        "prior_epochs": Option("epochs of the prior's training", positive_int, default=10),
+        "prior_filters": Option("features of the prior's masked convolutions", positive_int, default=64),
+        "prior_blocks": Option("mask-B layers of the prior", positive_int, default=5),
+        "seed": Option("seed of the codebook's initialisation and its re-seeding", random_seed, default=0),
     }
 
-    def __init__(self, input_shape=None, latent_dim=16, widths=(32, 64), codebook_size=64, commitment=0.25, ema=False,
-                 ema_decay=0.99, prior="pixelcnn", prior_epochs=10, prior_filters=64, prior_blocks=5, seed=0,
-                 reconstruction="bce", **kwargs):
-        if int(codebook_size) < 2:
-            raise ConfigError(f"a codebook needs >= 2 entries, got codebook_size {codebook_size}")
-        if not 0.0 < float(ema_decay) < 1.0:
-            raise ConfigError(f"ema_decay must be in (0, 1), got {ema_decay}")
-        if float(commitment) < 0:
-            raise ConfigError(f"commitment must be >= 0, got {commitment}")
-        if prior not in PRIORS:
-            raise ConfigError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
-        for name in ("num_classes", "encoder", "decoder", *self.dropped_options):
-            if kwargs.get(name) is not None:
-                raise ConfigError(f"the VQ-VAE takes no {name}: its networks and its prior are its own")
-        self.codebook_size, self.commitment, self.ema = int(codebook_size), float(commitment), bool(ema)
-        self.ema_decay, self.prior_kind, self.seed = float(ema_decay), prior, int(seed)
-        self.prior_epochs, self.prior_filters, self.prior_blocks = int(prior_epochs), int(prior_filters), \
-            int(prior_blocks)
-        super().__init__(input_shape, latent_dim=latent_dim, arch="conv", widths=widths, reconstruction=reconstruction,
-                         **kwargs)
+    def validate(self):
+        if self.num_classes is not None or any(self.custom.values()):
+            raise ConfigError("the VQ-VAE takes no num_classes, encoder or decoder: its networks and its prior are "
+                              "its own")
+        super().validate()
+        if self.codebook_size < 2:
+            raise ConfigError(f"a codebook needs >= 2 entries, got codebook_size {self.codebook_size}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.commitment < 0:
+            raise ConfigError(f"commitment must be >= 0, got {self.commitment}")
+        if self.prior_kind not in PRIORS:
+            raise ConfigError(f"unknown prior {self.prior_kind!r}; choose one of {', '.join(PRIORS)}")
+
+    def build_model(self):
+        """The networks and the prior, then the codebook and what keeps count of its use."""
+        super().build_model()
         size, dim = self.codebook_size, self.latent_dim
         self.codebook = self.add_weight(shape=(size, dim), name="codebook", trainable=not self.ema,
                                         initializer=keras.initializers.RandomUniform(-1.0 / size, 1.0 / size,
@@ -285,14 +279,6 @@ class VQVAE(Autoencoder):
 
     def model_metrics(self, x, labels=None) -> dict:
         return {"codebook": self.code_usage(x)}
-
-    def get_config(self):
-        config = super().get_config()
-        for name in ("num_classes", *self.dropped_options):
-            config.pop(name, None)
-        return {**config, "codebook_size": self.codebook_size, "commitment": self.commitment, "ema": self.ema,
-                "ema_decay": self.ema_decay, "prior": self.prior_kind, "prior_epochs": self.prior_epochs,
-                "prior_filters": self.prior_filters, "prior_blocks": self.prior_blocks, "seed": self.seed}
 
 
 def collapse_warning(value: float, entries: int) -> str:
