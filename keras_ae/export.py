@@ -18,11 +18,13 @@ folder's name), in the layout of :mod:`keras_ae.serving`::
     <N>/metadata.json               what a client needs: shapes, the prior to sample codes from, signatures,
                                     digests of every artifact of version N
 
-A PixelCNN (no code) exports ``density/<N>/`` instead, a SavedModel with the signatures ``log_prob``
-(also serving_default: images -> nats per image, an outlier score for a server) and ``sample`` (count,
-seed (+ label) -> images, the pixel-by-pixel loop in one graph), and ``<N>/next_pixel.tflite`` (one image
--> every pixel's distribution given the pixels before it) that :mod:`keras_ae.generate` calls once per
-pixel on a device (:func:`density_module`).
+An autoregressive density -- a model without a code (a PixelCNN: ``density/<N>/`` instead of the two
+networks) or a prior that is a model of its own (a VQ-VAE's: ``prior/<N>/`` beside them) -- exports a
+SavedModel with the signatures ``log_prob`` (also serving_default: images -> nats per image, an outlier
+score for a server), ``sample`` (uniforms -> images, the element-by-element loop in one graph) and
+``complete``, and a TFLite file ``<N>/density.tflite`` or ``<N>/prior.tflite``, one step of that loop, that
+:mod:`keras_ae.generate` calls once per element on a device (:func:`density_module`). The export reads
+the density's declared interface only (``density``, ``density_logits``, ``log_prob``).
 
 From Python, :func:`export_model` exports a model in memory (your own networks included) and
 :func:`export_run` the model of a run folder; ``model.export(path)`` is Keras's own export of the whole
@@ -432,7 +434,7 @@ def _staged(staging: Path, version: int) -> list[str]:
 def _artifact_kind(rel: str, version: int) -> dict:
     """What metadata.json says an artifact is, from its path relative to the model folder."""
     if rel.endswith(".tflite"):
-        stem = Path(rel).name.removesuffix(".tflite")  # <network>[_<variant>]; next_pixel is one network
+        stem = Path(rel).name.removesuffix(".tflite")  # <network>[_<variant>]
         network, variant = next(((stem[:-len(v) - 1], v) for v in VARIANTS if stem.endswith(f"_{v}")),
                                 (stem, "float32"))
         return {"kind": "tflite", "network": network, "variant": variant, "quantization": QUANTIZATION[variant],
