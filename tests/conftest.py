@@ -40,11 +40,14 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"total {sum(sum(kinds.values()) for kinds in counts.values())}")
 
 
-def option_flags(options: dict) -> list[str]:
-    """A model's ``test_options`` as train.py flags (``{"widths": (64, 32), "ema": True}`` -> ``--widths 64,32 --ema``)."""
-    flags = []
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
+def option_flags(model_cls, options: dict | None = None) -> list[str]:
+    """A model's options (its ``test_options`` by default) as train.py flags: ``{"widths": (64, 32), "ema": True}``
+    -> ``--widths 64,32 --ema``."""
+    from keras_ae.options import flag_options
+
+    declared, flags = flag_options(model_cls), []
+    for name, value in (model_cls.test_options if options is None else options).items():
+        flag = declared[name].flag_of(name)
         if value is True:
             flags.append(flag)
         else:
@@ -63,7 +66,7 @@ def zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoo")
     found = {}
     for name, cls in MODELS.items():
-        args = train.parse_args(["--model", name, *option_flags(cls.test_options), "--dataset", "digits", "--epochs", "2",
+        args = train.parse_args(["--model", name, *option_flags(cls), "--dataset", "digits", "--epochs", "2",
                                  "--batch-size", "64", "--run-dir", str(root / "runs" / name), "--verbose", "0",
                                  "--quick-eval", "--export-root", str(root / "export")])
         train.run(args)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import option_flags
 from keras_ae import data, generate, serving
-from keras_ae.models import MODELS
+from keras_ae.models import MODELS, VQVAE, PixelRNN
 
 pytestmark = pytest.mark.slow  # the zoo fixture trains every model once
 
@@ -97,4 +98,10 @@ def test_every_exported_density_scores_as_the_keras_model_does(zoo):
         np.testing.assert_allclose(served.signatures["log_prob"](**inputs)["log_prob"].numpy(),
                                    np.asarray(density.log_prob(values, labels)), atol=1e-4, err_msg=name)
         checked.append(name)
-    assert {"pixelcnn", "vqvae"} <= set(checked)
+    assert {"pixelcnn", "pixelrnn", "vqvae"} <= set(checked)
+
+
+def test_option_flags_spell_the_test_options_as_train_py_takes_them():
+    assert option_flags(VQVAE, {"widths": (16,), "ema": True, "codebook_size": 8, "prior_kind": "pixelcnn"}) == [
+        "--widths", "16", "--ema", "--codebook-size", "8", "--prior", "pixelcnn"]
+    assert option_flags(PixelRNN, {"recurrent_layers": 2}) == ["--layers", "2"]

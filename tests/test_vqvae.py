@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import option_flags
 from keras_ae import data, generate, serving, train
 from keras_ae.errors import ConfigError
 from keras_ae.export import export_model
@@ -149,8 +148,3 @@ def test_what_it_cannot_do_is_refused_in_one_line(flags, message, tmp_path, caps
     assert len(error) == 1 and message in error[0], error
     with pytest.raises(ConfigError, match="codebook needs >= 2"):
         VQVAE((8, 8, 1), codebook_size=1)
-
-
-def test_option_flags_spell_the_test_options_as_train_py_takes_them():
-    assert option_flags({"widths": (16,), "ema": True, "codebook_size": 8}) == ["--widths", "16", "--ema",
-                                                                              "--codebook-size", "8"]

@@ -6,6 +6,7 @@ from keras_ae.models.contractive import ContractiveAutoencoder
 from keras_ae.models.denoising import DenoisingAutoencoder
 from keras_ae.models.pca import PCA
 from keras_ae.models.pixelcnn import ConditionalPixelCNN, PixelCNN
+from keras_ae.models.pixelrnn import ConditionalPixelRNN, PixelRNN
 from keras_ae.models.priors import FittedGaussian, Prior, StandardNormal
 from keras_ae.models.sparse import SparseAutoencoder
 from keras_ae.models.vae import VAE, ConditionalVAE
@@ -22,6 +23,8 @@ MODELS = {
     "cvae": ConditionalVAE,
     "pixelcnn": PixelCNN,
     "cpixelcnn": ConditionalPixelCNN,
+    "pixelrnn": PixelRNN,
+    "cpixelrnn": ConditionalPixelRNN,
     "vqvae": VQVAE,
 }
 
@@ -43,5 +46,5 @@ def model_class(name: str):
 
 
 __all__ = ["MODELS", "PCA", "VAE", "Autoencoder", "ConditionalPixelCNN", "ConditionalVAE", "ContractiveAutoencoder", "DenoisingAutoencoder",
-           "FittedGaussian", "PixelCNN", "Prior", "SparseAutoencoder", "StandardNormal", "VQVAE", "is_zoo_model", "model_class",
+           "FittedGaussian", "PixelCNN", "Prior", "SparseAutoencoder", "StandardNormal", "VQVAE", "PixelRNN", "ConditionalPixelRNN", "is_zoo_model", "model_class",
            "SHARED_OPTIONS"]
