@@ -173,7 +173,8 @@ def _tflite_runner(path: Path):
 def build_parser(prog: str = "python -m keras_ae.generate") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Decode codes with an exported decoder (no Keras, no encoder) and write a PNG grid.")
+        description="Sample images from an export without Keras or the encoder: decode codes (drawn from its prior, "
+                    "or given) with its decoder, or draw a density's images pixel by pixel; write a PNG grid.")
     parser.add_argument("export_dir", metavar="EXPORT", help="model folder <root>/<name> written by python -m "
                                                              "keras_ae.export, or one of its version folders")
     parser.add_argument("--version", type=int, default=None, help="which version (default: the latest)")
@@ -212,8 +213,11 @@ def _codes_and_columns(args, metadata: dict) -> tuple[np.ndarray, int]:
     if args.codes:
         codes = _load_npy(args.codes)
     elif "prior" in serving.networks(metadata):  # a prior that is a model of its own samples the codes
-        _announce(args, metadata, "prior")
-        codes = load_prior(args.export_dir, args.backend, metadata["version"])(args.num, args.seed)
+        sample = load_prior(args.export_dir, args.backend, metadata["version"])
+        start = _announce(args, metadata, "prior")
+        codes = sample(args.num, args.seed)
+        seconds = time.monotonic() - start
+        print(f"sampled {args.num} codes in {seconds:.1f} s ({seconds / args.num:.3f} s per image)", file=sys.stderr)
     else:
         codes = serving.sample_codes(metadata["sampling"], args.num, args.seed)
     conditional = metadata["num_classes"] and args.label is None
@@ -231,6 +235,8 @@ def generate(args: argparse.Namespace) -> Path:
         if not 1 <= value <= MAX_IMAGES:
             raise InputError(f"{flag} must be in [1, {MAX_IMAGES}] (images in one grid), got {value}")
     metadata = serving.read_metadata(args.export_dir, args.version)
+    if args.label is not None:  # (before any sampling: a wrong label is refused at once)
+        serving.check_labels(args.label, 1, metadata["num_classes"], metadata["name"])
     if serving.networks(metadata) == ("density",):
         return _generate_density(args, metadata)
     codes, columns = _codes_and_columns(args, metadata)
@@ -263,7 +269,8 @@ def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     """New images of an exported density, pixel by pixel (the time per image is printed), as a grid."""
     if args.codes or args.interpolate:
         raise InputError(f"{metadata['model_dir']} is a density without codes ({metadata['model']}): it takes "
-                         "no --codes or --interpolate, only --num, --label and --seed")
+                         f"no --codes or --interpolate, only --num{', --label' * bool(metadata['num_classes'])} "
+                         "and --seed")
     if args.variant != "float32":
         raise InputError(f"{metadata['model_dir']}: a density's TFLite file is float32 only")
     classes = metadata["num_classes"]

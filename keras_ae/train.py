@@ -126,7 +126,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     where.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--run-dir", default=None, help="run folder (default: runs/<model>-<arch>-<dataset>)")
+    out.add_argument("--run-dir", default=None, help="run folder (default: runs/<model>[-<arch>]-<dataset>, then "
+                                                     "each option that differs from its default)")
     out.add_argument("--overwrite", action="store_true", help="replace a run folder that already holds a model")
     out.add_argument("--no-evaluate", action="store_true",
                      help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
@@ -139,7 +140,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     out.add_argument("--no-export", action="store_true",
                      help="skip the export (python -m keras_ae.export RUN does it later)")
     out.add_argument("--export-root", default="export",
-                     help="TF Serving model root the export goes to: ROOT/NAME/{encoder,decoder}/VERSION/")
+                     help="TF Serving model root the export goes to: ROOT/NAME/{encoder,decoder[,prior]}/VERSION/, or "
+                          "ROOT/NAME/density/VERSION/ for a density")
     out.add_argument("--export-name", default=None, help="model name under the export root (default: the run "
                                                          "folder's name)")
     out.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),

@@ -137,8 +137,8 @@ def test_completion_keeps_the_given_rows_and_draws_the_rest(two_patterns):
 
 
 def test_bad_shapes_and_likelihoods_are_refused():
-    with pytest.raises(ConfigError, match="at least 4x4"):
-        PixelCNN((3, 8, 1))
+    with pytest.raises(ConfigError, match="at least 2x2"):
+        PixelCNN((1, 8, 1))
     with pytest.raises(ConfigError, match="unknown likelihood"):
         PixelCNN((8, 8, 1), likelihood="gaussian")
     with pytest.raises(ConfigError, match="needs labels"):

@@ -91,7 +91,8 @@ def test_perplexity_counts_the_entries_in_use_and_dead_entries_are_reseeded(digi
 
 def test_a_collapsed_codebook_is_a_warning_of_the_report():
     model = VQVAE(**TINY)
-    healthy = {"codebook": {"perplexity": 6.0, "dead_entries": 1, "entries": 8, "bits_per_image": 48.0}}
+    healthy = {"codebook": {"perplexity": 6.0, "dead_entries": 1, "entries": 8, "bits_per_image": 48.0,
+                            "images": 100}}
     assert not any(line.startswith("WARNING") for line in model.findings({"model": healthy}))
     collapsed = {"codebook": {**healthy["codebook"], "perplexity": COLLAPSED_PERPLEXITY - 0.9}}
     assert any("codebook collapsed" in line for line in model.findings({"model": collapsed}))
@@ -141,6 +142,8 @@ def test_the_prior_is_a_model_sampled_alike_by_keras_and_by_its_export(digits, t
     (["--model", "vqvae", "--codebook-size", "1"], "a codebook needs >= 2 entries, got codebook_size 1"),
     (["--model", "vae", "--prior", "pixelcnn"], "--prior does not apply to --model vae; it is an option of vqvae"),
     (["--model", "vqvae", "--arch", "mlp"], "--arch does not apply to --model vqvae"),
+    (["--model", "vqvae", "--widths", "8,8,8"], "the code grid would be 1x1"),
+    (["--model", "pca", "--widths", "8"], "--widths does not apply to --model pca"),
 ])
 def test_what_it_cannot_do_is_refused_in_one_line(flags, message, tmp_path, capsys):
     assert train.main([*flags, "--dataset", "digits", "--epochs", "1", "--run-dir", str(tmp_path / "r")]) == 2

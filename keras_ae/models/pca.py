@@ -49,7 +49,9 @@ class PCA(Autoencoder):
         input_shape: (H, W, C) of the images.
     """
 
-    architecture = "linear"  # what reports show instead of the (unused) arch option
+    architecture = "linear"  # what reports show
+    dropped_options = ("arch", "widths", "dense_units", "down", "up", "activation", "code_activation",
+                       "output_std")  # its maps are linear and fitted in closed form: no network to shape
     test_options = {"latent_dim": 8}
     options = {"seed": Option("seed of the randomized SVD solver (used for large inputs)", random_seed, default=0)}
 

@@ -41,7 +41,7 @@ from keras_ae.options import Option, int_list, non_negative_int, positive_int, r
 log = logging.getLogger("keras_ae")
 LIKELIHOODS = ("bernoulli", "categorical")
 BLOCKS = ("gated", "residual")  # the kinds of mask-B layer
-MIN_SIDE = 4  # the smallest image side the model takes
+MIN_SIDE = 2  # the smallest image side the model takes (a VQ-VAE of 8x8 digits has a 2x2 code grid)
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
@@ -181,7 +181,7 @@ class PixelCNN(DensityModel):
     """Autoregressive explicit density over images (or a code grid), trained by maximum likelihood.
 
     Args:
-        input_shape: (H, W, C) of the images, pixels in [0, 1]; sides of at least 4.
+        input_shape: (H, W, C) of the images, pixels in [0, 1]; sides of at least 2.
         num_classes: p(x | y): a label in ``range(num_classes)`` is given with the images.
 
     Example:
@@ -299,7 +299,7 @@ class PixelCNNPrior(Prior):
             self.pixelcnn.compile(optimizer=keras.optimizers.Adam(1e-3))
             self.pixelcnn.fit(values, epochs=self.epochs, batch_size=64, verbose=0,
                               callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
-                                  "prior: epoch %d/%d: %.3f nats per code", epoch + 1, self.epochs, logs["nll"]))])
+                                  "prior: epoch %d/%d: %.3f nats per code grid", epoch + 1, self.epochs, logs["nll"]))])
         finally:
             self.pixelcnn.trainable = False
         self.trained.assign(1.0)

@@ -36,8 +36,8 @@ from keras import layers, ops
 from keras_ae.contract import Code
 from keras_ae.errors import ConfigError
 from keras_ae.models.base import Autoencoder, in_batches
-from keras_ae.models.pixelcnn import PixelCNNPrior
-from keras_ae.options import Option, finite_float, positive_int, random_seed
+from keras_ae.models.pixelcnn import MIN_SIDE, PixelCNNPrior
+from keras_ae.options import Option, finite_float, int_list, positive_int, random_seed
 
 log = logging.getLogger("keras_ae")
 PRIORS = ("pixelcnn",)
@@ -91,8 +91,11 @@ class VQVAE(Autoencoder):
     dropped_options = ("arch", "dense_units", "down", "up", "code_activation", "output_std")  # its networks are its own
     # Bernoulli reconstruction: on squared error through the sigmoid, its decoder saturated to blank images on
     # 28x28 digits (BENCHMARKS.md, "VQ-VAE")
-    option_defaults = {"arch": "conv", "widths": (32, 64), "reconstruction": "bce"}
+    option_defaults = {"arch": "conv", "reconstruction": "bce"}
     options = {
+        "latent_dim": Option("D, the size of each codebook vector", positive_int, default=16),
+        "widths": Option("comma-separated filters of the encoder's stride-2 stages: the code grid is the image "
+                         "downsampled by 2 per stage", int_list, default=(32, 64)),
         "codebook_size": Option("K, entries of the codebook (>= 2): a code is a grid of K-way indices",
                                 positive_int, default=64),
         "commitment": Option("beta, weight of the commitment loss ||z_e - sg(z_q)||^2", finite_float, default=0.25),
@@ -119,6 +122,10 @@ class VQVAE(Autoencoder):
             raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.commitment < 0:
             raise ConfigError(f"commitment must be >= 0, got {self.commitment}")
+        if min(self.grid) < MIN_SIDE:
+            raise ConfigError(f"the code grid would be {self.grid[0]}x{self.grid[1]} ({len(self.widths)} stride-2 stages "
+                              f"over {self.image_shape[0]}x{self.image_shape[1]} images), under the {MIN_SIDE}x{MIN_SIDE} "
+                              "its prior takes: give fewer --widths")
         if self.prior_kind not in PRIORS:
             raise ConfigError(f"unknown prior {self.prior_kind!r}; choose one of {', '.join(PRIORS)}")
 
@@ -265,14 +272,15 @@ class VQVAE(Autoencoder):
         """Perplexity and unused entries of the codebook over the codes of images ``x``."""
         counts = np.bincount(in_batches(lambda b, _: self.encode(b), x).reshape(-1), minlength=self.codebook_size)
         return {"perplexity": float(perplexity(counts.astype("float32"))), "dead_entries": int((counts == 0).sum()),
-                "entries": self.codebook_size, "bits_per_image": self.code.bits}
+                "entries": self.codebook_size, "bits_per_image": self.code.bits, "images": len(x)}
 
     def findings(self, metrics: dict) -> list[str]:
         lines = super().findings(metrics)
         usage = metrics.get("model", {}).get("codebook")
         if usage:
             lines.append(f"codebook: perplexity {usage['perplexity']:.1f} of {usage['entries']} entries, "
-                         f"{usage['dead_entries']} unused on the test images; {usage['bits_per_image']:g} bits per image")
+                         f"{usage['dead_entries']} unused on {usage['images']} test images; "
+                         f"{usage['bits_per_image']:g} bits per image")
             if usage["perplexity"] < COLLAPSED_PERPLEXITY:
                 lines.append(collapse_warning(usage["perplexity"], usage["entries"]))
         return lines
