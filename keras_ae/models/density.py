@@ -1,8 +1,8 @@
 """The family of autoregressive densities: p(x) = prod_i p(x_i | x_<i), exact, with no code.
 
-A member (the PixelCNN, a PixelCNN prior over a VQ-VAE's code grid) builds its network and defines
-one method, ``density_logits(values, labels)``: in one pass, the logits of every element given the
-elements before it, (N, H, W, C) of p(1) for binary elements or (N, H, W, C, levels). It declares
+A member (the PixelCNN, the PixelRNN, a PixelCNN prior over a VQ-VAE's code grid) builds its
+``network``: in one pass, the logits of every element given the elements before it, (N, H, W, C) of
+p(1) for binary elements or (N, H, W, C, levels) (``density_logits``). It declares
 what it is a density over in ``self.density`` (:class:`keras_ae.contract.Density`). Everything
 else is shared here: the objective (-log p(x) in nats, summed over the elements of an image and
 averaged over the batch), ``log_prob``, the report's exact likelihood, the outlier score, and
@@ -43,8 +43,10 @@ class DensityModel(ZooModel):
                               "or decoder")
 
     def density_logits(self, values, labels=None, training=False):
-        """Logits of every element given the elements before it, in float32 (the subclass's network)."""
-        raise NotImplementedError
+        """Logits of every element given the elements before it, in float32: the subclass's ``network`` (values,
+        and the one-hot labels of a conditional model, in; (N, H, W, C) or (N, H, W, C, levels) out)."""
+        return ops.cast(self.network(self.conditioned(ops.convert_to_tensor(values, "float32"), labels),
+                                     training=training), "float32")
 
     @property
     def sampling_passes(self) -> int:

@@ -100,6 +100,13 @@ class OneHotLevels(keras.layers.Layer):
         return {**super().get_config(), "levels": self.levels}
 
 
+def label_bias(h, one_hot_labels, name: str):
+    """``h`` plus a learned bias per class (a Dense of the one-hot label): how a conditional density's layers
+    are told the class."""
+    bias = keras.layers.Dense(h.shape[-1], use_bias=False, name=f"{name}_label")(one_hot_labels)
+    return keras.layers.Add(name=f"{name}_conditioned")([h, keras.layers.Reshape((1, 1, h.shape[-1]))(bias)])
+
+
 def build_network(image_shape, filters: int, blocks: int, levels: int, num_classes=None,
                   block: str = "residual", dilations=(1, 2, 4, 8), one_hot_inputs: bool = False) -> keras.Model:
     """A first layer that does not see its pixel (mask A, 7x7), ``blocks`` mask-B layers of the kind
@@ -120,10 +127,7 @@ def build_network(image_shape, filters: int, blocks: int, levels: int, num_class
         inputs.append(keras.Input((num_classes,), name="one_hot_labels"))
 
     def with_label(h, name):
-        if num_classes is None:
-            return h
-        bias = keras.layers.Dense(h.shape[-1], use_bias=False, name=f"{name}_label")(inputs[1])
-        return keras.layers.Add(name=f"{name}_conditioned")([h, keras.layers.Reshape((1, 1, h.shape[-1]))(bias)])
+        return h if num_classes is None else label_bias(h, inputs[1], name)
 
     def masked(h, width, kernel, mask, name, dilation=1):
         return MaskedConv2D(width, kernel, mask, channels, dilation_rate=dilation, name=name)(h)
@@ -233,10 +237,6 @@ class PixelCNN(DensityModel):
     def architecture(self) -> str:
         return "masked-conv"
 
-    def density_logits(self, values, labels=None, training=False):
-        """Per-element logits: (N, H, W, C) for binary elements, (N, H, W, C, levels) otherwise, in float32."""
-        return ops.cast(self.network(self.conditioned(ops.convert_to_tensor(values, "float32"), labels),
-                                     training=training), "float32")
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")

@@ -34,7 +34,7 @@ from keras import layers, ops
 from keras_ae.contract import Density
 from keras_ae.errors import ConfigError
 from keras_ae.models.density import DensityModel
-from keras_ae.models.pixelcnn import LIKELIHOODS, MaskedConv2D
+from keras_ae.models.pixelcnn import LIKELIHOODS, MaskedConv2D, label_bias
 from keras_ae.options import Option, positive_int, random_seed
 
 CELLS = ("diagonal", "row")
@@ -151,10 +151,7 @@ def build_network(image_shape, cell: str, layer_count: int, hidden: int, levels:
     inputs = [images] if num_classes is None else [images, keras.Input((num_classes,), name="one_hot_labels")]
 
     def with_label(h, name):
-        if num_classes is None:
-            return h
-        bias = layers.Dense(h.shape[-1], use_bias=False, name=f"{name}_label")(inputs[1])
-        return layers.Add(name=f"{name}_conditioned")([h, layers.Reshape((1, 1, h.shape[-1]))(bias)])
+        return h if num_classes is None else label_bias(h, inputs[1], name)
 
     width = 2 * hidden
     h = with_label(MaskedConv2D(width, 7, "A", channels, name="mask_a")(layers.Rescaling(2.0, -1.0)(images)), "mask_a")
@@ -242,10 +239,6 @@ class PixelRNN(DensityModel):
         return super().findings(metrics) + [f"each network pass runs {self.sequential_steps} sequential LSTM steps "
                                             f"({self.architecture})"]
 
-    def density_logits(self, values, labels=None, training=False):
-        """Per-pixel logits: (N, H, W, C) for binary pixels, (N, H, W, C, 256) otherwise, in float32."""
-        return ops.cast(self.network(self.conditioned(ops.convert_to_tensor(values, "float32"), labels),
-                                     training=training), "float32")
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
