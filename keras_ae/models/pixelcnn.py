@@ -107,6 +107,18 @@ def label_bias(h, one_hot_labels, name: str):
     return keras.layers.Add(name=f"{name}_conditioned")([h, keras.layers.Reshape((1, 1, h.shape[-1]))(bias)])
 
 
+def logits_head(h, image_shape, width: int, levels: int):
+    """The head of a masked density network: ReLU, a 1x1 mask-B layer of ``width``, ReLU, and the 1x1 mask-B
+    logits: (H, W, C) of p(1) for binary elements (``levels`` 2), (H, W, C, levels) otherwise."""
+    channels = image_shape[-1]
+    h = MaskedConv2D(width, 1, "B", channels, name="head")(keras.layers.ReLU()(h))
+    per_channel = 1 if levels == 2 else levels
+    logits = MaskedConv2D(channels * per_channel, 1, "B", channels, name="logits")(keras.layers.ReLU()(h))
+    if per_channel > 1:
+        logits = keras.layers.Reshape((*image_shape, per_channel), name="levels")(logits)
+    return logits
+
+
 def build_network(image_shape, filters: int, blocks: int, levels: int, num_classes=None,
                   block: str = "residual", dilations=(1, 2, 4, 8), one_hot_inputs: bool = False) -> keras.Model:
     """A first layer that does not see its pixel (mask A, 7x7), ``blocks`` mask-B layers of the kind
@@ -172,11 +184,7 @@ def build_network(image_shape, filters: int, blocks: int, levels: int, num_class
         for index in range(blocks):
             v, out = gated(v, h, 3, "B", f"block{index}", dilation_of[index])
             h = keras.layers.Add(name=f"block{index}")([h, masked(out, width, 1, "B", f"block{index}_out")])
-    h = masked(keras.layers.ReLU()(h), filters, 1, "B", "head")
-    per_channel = 1 if levels == 2 else levels
-    logits = masked(keras.layers.ReLU()(h), channels * per_channel, 1, "B", "logits")
-    if per_channel > 1:
-        logits = keras.layers.Reshape((*image_shape, per_channel), name="levels")(logits)
+    logits = logits_head(h, image_shape, filters, levels)
     return keras.Model(inputs if num_classes is not None else images, logits, name="pixelcnn")
 
 

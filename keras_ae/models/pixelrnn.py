@@ -34,7 +34,7 @@ from keras import layers, ops
 from keras_ae.contract import Density
 from keras_ae.errors import ConfigError
 from keras_ae.models.density import DensityModel
-from keras_ae.models.pixelcnn import LIKELIHOODS, MaskedConv2D, label_bias
+from keras_ae.models.pixelcnn import LIKELIHOODS, MaskedConv2D, label_bias, logits_head
 from keras_ae.options import Option, positive_int, random_seed
 
 CELLS = ("diagonal", "row")
@@ -163,11 +163,7 @@ def build_network(image_shape, cell: str, layer_count: int, hidden: int, levels:
                                                                             name=f"{name}_to_input")(out)]), name)
         skips.append(MaskedConv2D(width, 1, "B", channels, name=f"{name}_skip")(out))
     h = layers.Add(name="skips")(skips) if len(skips) > 1 else skips[0]
-    h = MaskedConv2D(width, 1, "B", channels, name="head")(layers.ReLU()(h))
-    per_channel = 1 if levels == 2 else levels
-    logits = MaskedConv2D(channels * per_channel, 1, "B", channels, name="logits")(layers.ReLU()(h))
-    if per_channel > 1:
-        logits = layers.Reshape((*image_shape, per_channel), name="levels")(logits)
+    logits = logits_head(h, image_shape, width, levels)
     return keras.Model(inputs if num_classes is not None else images, logits, name="pixelrnn")
 
 
