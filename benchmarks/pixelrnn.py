@@ -1,21 +1,24 @@
 """PixelRNN beside the PixelCNN on binarized digits: speed, sequential steps, and the exact NLL at equal epochs.
 
     KERAS_AE_DATA=../shared/datasets python benchmarks/pixelrnn.py --epochs 1
+    KERAS_AE_DATA=../shared/datasets python benchmarks/pixelrnn.py --dataset binarized_mnist --epochs 3 --test-images 0
 
 Three networks at their defaults (the PixelCNN; the Row LSTM and the Diagonal BiLSTM at the paper's MNIST
 setting, 7 layers of h = 16), on 28x28 digits (mnist-small by default, dynamically binarized), seed 0:
 
 - training images per second (batch 32, measured over the run's epochs) and the sequential LSTM
   steps of one network pass (1 for the PixelCNN, H for the Row LSTM, W + H - 1 for the Diagonal BiLSTM);
-- the exact test NLL (nats, on ``--test-images`` test digits binarized once) after ``--epochs`` epochs;
+- the exact test NLL (nats, on ``--test-images`` test digits binarized once; 0: all) after ``--epochs`` epochs,
+  and the validation NLL after each epoch with the wall time it had taken (for the figure at equal wall time);
 - the sampling time per 28x28 image from the Keras model, the SavedModel and the TFLite step file,
   each measured on the last ``--rows`` rows of an image (``complete``) and scaled to the whole image.
 
-Writes ``benchmarks/results/pixelrnn.json``.
+Writes ``benchmarks/results/pixelrnn.json`` (mnist-small) or ``pixelrnn-<dataset>.json``.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -43,14 +46,19 @@ def main() -> None:
     parser = benchmark_parser(__doc__, epochs=1)
     parser.add_argument("--test-images", type=int, default=500, help="test digits the exact NLL is measured on")
     parser.add_argument("--rows", type=int, default=2, help="rows drawn to time sampling (scaled to the image)")
+    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"which of {', '.join(NETWORKS)}")
     options = parser.parse_args()
+    unknown = set(options.networks.split(",")) - set(NETWORKS)
+    if unknown:
+        parser.error(f"unknown networks {sorted(unknown)}; choose from {list(NETWORKS)}")
     root = Path(options.run_root)
     splits = data.load(options.dataset, seed=options.seed)
     test_x, _ = splits.arrays("test")
-    test_x = binarized_once(test_x[:options.test_images], 0)
+    test_x = binarized_once(test_x[:options.test_images or None], 0)
     height = splits.image_shape[0]
     rows = {}
-    for label, flags in NETWORKS.items():
+    for label in options.networks.split(","):
+        flags = NETWORKS[label]
         folder = root / f"pixelrnn-bench-{label.replace(' ', '-').lower()}"
         start = time.monotonic()
         run(parse_args([*flags, "--dataset", options.dataset, "--epochs", str(options.epochs), "--batch-size", "32",
@@ -72,17 +80,23 @@ def main() -> None:
             sample(1, seed=0)  # a whole image: what a client pays
             timings[backend] = time.monotonic() - start
         history = json.loads((folder / "results.json").read_text())
+        with (folder / "history.csv").open() as f:
+            val_nll = [float(row["val_nll"]) for row in csv.DictReader(f)]
         rows[label] = {"flags": flags, "test_nll_exact": nll, "train_seconds": train_seconds,
                        "train_images_per_second": len(splits.train) * options.epochs / train_seconds,
                        "sequential_steps_per_pass": getattr(model, "sequential_steps", 1),
                        "network_passes_per_image": model.sampling_passes, "sampling_seconds_per_image": timings,
-                       "final_train_nll": history["final"].get("nll"), "final_val_nll": history["final"].get("val_nll")}
+                       "final_train_nll": history["final"].get("nll"), "final_val_nll": history["final"].get("val_nll"),
+                       "val_nll_per_epoch": val_nll,
+                       "seconds_per_epoch": train_seconds / options.epochs}  # (epochs of equal size)
         print(label, json.dumps(rows[label]), flush=True)
 
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pixelrnn.json").write_text(json.dumps({
+    name = "pixelrnn.json" if options.dataset == "mnist" else f"pixelrnn-{Path(options.dataset).stem}.json"
+    (RESULTS / name).write_text(json.dumps({
         "dataset": splits.source, "train_images": len(splits.train), "test_images": len(test_x),
-        "binarization": "dynamic in training; the test images binarized once, seed 0", "epochs": options.epochs,
+        "binarization": "dynamic in training; the test images binarized once, seed 0 (a fixed binarization such "
+                         "as binarized_mnist's stays as it is)", "epochs": options.epochs,
         "seed": options.seed, "networks": rows}, indent=2) + "\n")
     print("| network | test NLL (exact, nats) | training images/s | sequential steps per pass | sampling s/image "
           "(Keras / SavedModel / TFLite) |\n| --- | --- | --- | --- | --- |")

@@ -89,8 +89,8 @@ class RowLSTM(layers.Layer):
         gates = ops.concatenate([conv(x) for conv in self.input_gates], axis=-1)
         h = c = ops.zeros_like(gates[:, 0, :, :self.hidden])
         rows = []
-        for row in range(x.shape[1]):  # H sequential steps (unrolled: static shapes, builtin TFLite ops)
-            h, c = _lstm(gates[:, row] + self.state_gates(h), c)
+        for row_gates in ops.unstack(gates, axis=1):  # H sequential steps (unrolled: builtin TFLite ops)
+            h, c = _lstm(row_gates + self.state_gates(h), c)
             rows.append(h)
         return ops.stack(rows, axis=1)
 
@@ -123,8 +123,8 @@ class DiagonalLSTM(layers.Layer):
         gates = skew(ops.concatenate([conv(x) for conv in self.input_gates], axis=-1))
         h = c = ops.zeros_like(gates[:, :, 0, :self.hidden])
         columns = []
-        for column in range(gates.shape[2]):  # W + H - 1 sequential steps: the diagonals of the image
-            h, c = _lstm(gates[:, :, column] + self.state_gates(h), c)
+        for column_gates in ops.unstack(gates, axis=2):  # W + H - 1 sequential steps: the diagonals
+            h, c = _lstm(column_gates + self.state_gates(h), c)
             columns.append(h)
         return unskew(ops.stack(columns, axis=2), width)
 
