@@ -40,8 +40,10 @@ def test_each_output_depends_only_on_the_pixels_and_channels_before_it(cell, cha
     jacobian = dependence(model, (5, 7, channels))
     assert np.triu(jacobian).max() == 0  # nothing at or after its own position, in raster and channel order
     assert np.tril(jacobian, -1).max() > 0  # and it does see the past
-    if channels == 3:  # G sees R of its pixel, B sees R and G
-        assert jacobian[1, 0] > 0 and jacobian[2, 0] > 0 and jacobian[2, 1] > 0
+    if channels == 3:  # G sees R of its pixel, B sees R and G (somewhere: a random init may close one pixel's path)
+        pixel = np.arange(0, jacobian.shape[0], 3)
+        assert jacobian[pixel + 1, pixel].max() > 0 and jacobian[pixel + 2, pixel].max() > 0
+        assert jacobian[pixel + 2, pixel + 1].max() > 0
 
 
 def test_the_bilstm_sees_above_right_through_its_right_to_left_direction_shifted_down(monkeypatch):
