@@ -75,7 +75,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     data.add_argument("--image-size", type=opts.image_size, default=None,
                       help="HxW: resize a folder of images to this size")
     data.add_argument("--validation-fraction", type=opts.fraction, default=0.1,
-                      help="fraction of the training images held out for validation")
+                      help="fraction of the training images held out for validation (a source with a published "
+                           "validation split, such as a .npz's x_valid, keeps that split instead)")
     data.add_argument("--limit", type=opts.positive_int, default=None,
                       help="train on at most this many images (quick runs)")
     data.add_argument("--cache", default="auto", choices=CACHE_POLICIES,

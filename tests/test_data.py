@@ -180,6 +180,24 @@ def test_npz_keras_layout(tmp_path):
     assert np.array_equal(splits.train.labels, image_ids(splits.train) % 5)
 
 
+def test_a_published_validation_split_is_kept_not_carved(tmp_path):
+    """binarized_mnist's layout: x_valid is the validation split, whole and in order; train loses nothing."""
+    path = tmp_path / "binarized.npz"
+    ids = coded_images(60)
+    np.savez(path, x_train=ids[:40], x_valid=ids[40:50], x_test=ids[50:])
+    splits = data.load(str(path), validation_fraction=0.5, seed=3)
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (40, 10, 10)
+    assert list(image_ids(splits.validation)) == list(range(40, 50))
+    assert sorted(image_ids(splits.train)) == list(range(40))
+    np.savez(path, x_train=ids[:40], y_train=np.arange(40) % 5, x_valid=ids[40:50], x_test=ids[50:],
+             y_test=np.arange(10) % 5)
+    with pytest.raises(DataError, match="labels for only one of train and validation"):
+        data.load(str(path))
+    np.savez(path, x_train=ids[:40], x_valid=coded_images(10, size=5), x_test=ids[50:])
+    with pytest.raises(DataError, match=r"validation images are \(5, 5, 1\)"):
+        data.load(str(path))
+
+
 def test_npz_images_layout_float_rgb_and_column_labels(tmp_path):
     rng = np.random.default_rng(1)
     images = rng.random((20, 6, 5, 3))

@@ -252,13 +252,14 @@ def _check_batch_size(batch_size, count: int, split: str, drop_remainder: bool) 
 
 
 def split_three_ways(name: str, loaded: Loaded, validation_fraction: float, test_fraction: float, seed: int):
-    """(train, validation, test): validation and, without a source test split, test carved off train.
+    """(train, validation, test): the source's own validation and test splits where it has them, else carved off
+    train (``validation_fraction`` and ``test_fraction`` then apply).
 
     The carving is a seeded permutation of positions: reproducible from ``seed``, and no image is read.
     """
     count = len(loaded.train)
     n_test = 0 if loaded.test is not None else _carve_count(count, test_fraction)
-    n_val = _carve_count(count, validation_fraction)
+    n_val = 0 if loaded.validation is not None else _carve_count(count, validation_fraction)
     if n_test + n_val >= count:
         raise DataError(
             f"{name}: {count} images leave none for training with validation_fraction={validation_fraction} "
@@ -266,7 +267,7 @@ def split_three_ways(name: str, loaded: Loaded, validation_fraction: float, test
         )
     order = np.random.default_rng(seed).permutation(count)
     test = loaded.test if loaded.test is not None else loaded.train.take(order[:n_test])
-    validation = loaded.train.take(order[n_test : n_test + n_val])
+    validation = loaded.validation if loaded.validation is not None else loaded.train.take(order[n_test:n_test + n_val])
     return loaded.train.take(order[n_test + n_val :]), validation, test
 
 

@@ -1,4 +1,5 @@
-"""NumPy .npz archives (the Keras ``mnist.npz`` layout or ``x``/``y``), loaded with allow_pickle=False."""
+"""NumPy .npz archives (the Keras ``mnist.npz`` layout, with an optional published ``x_valid``/``y_valid``
+validation split, or ``x``/``y``), loaded with allow_pickle=False."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.l
 
 
 def load_npz(path: Path) -> Loaded:
-    """A .npz with x_train/y_train/x_test/y_test (keras layout) or x|images with optional y|labels."""
+    """A .npz with x_train/y_train[/x_valid/y_valid]/x_test/y_test (keras layout) or x|images with optional
+    y|labels."""
     try:
         with open(path, "rb") as f:
             magic = f.read(len(np.lib.format.MAGIC_PREFIX))
@@ -33,6 +35,7 @@ def load_npz(path: Path) -> Loaded:
         if "x_train" in keys:
             train = _npz_split(npz, path, "x_train", "y_train")
             test = _npz_split(npz, path, "x_test", "y_test") if "x_test" in keys else None
+            validation = _npz_split(npz, path, "x_valid", "y_valid") if "x_valid" in keys else None
         else:
             image_key = next((k for k in ("x", "images") if k in keys), None)
             if image_key is None:
@@ -41,8 +44,8 @@ def load_npz(path: Path) -> Loaded:
                     f"[,y|labels], found {', '.join(map(repr, sorted(keys))) or 'none'}"
                 )
             label_key = next((k for k in ("y", "labels") if k in keys), None)
-            train, test = _npz_split(npz, path, image_key, label_key), None
-    return pair_up(f"npz {path}", path, train, test)
+            train, test, validation = _npz_split(npz, path, image_key, label_key), None, None
+    return pair_up(f"npz {path}", path, train, test, validation=validation)
 
 
 def _npz_split(npz, path: Path, image_key: str, label_key: str | None) -> ArraySplit:

@@ -42,8 +42,8 @@ def load(
 ) -> DataSplits:
     """Find dataset `name` (see the module docstring), check it and split it.
 
-    Validation is carved from train with a permutation seeded by `seed`; test is the source's own test
-    split, or carved the same way with `test_fraction` when the source has none. `image_size=(H, W)`
+    Validation and test are the source's own splits (e.g. a .npz's x_valid and x_test), or carved from
+    train with a permutation seeded by `seed` (`validation_fraction`, `test_fraction`) where it has none. `image_size=(H, W)`
     resizes every image. `limit` caps each of the three splits at that many images (after splitting).
     `download=False` never asks TFDS to download. `skip_corrupt` reads every image file once and leaves
     out the unreadable ones (listed in ``skipped``) instead of failing when training meets one. `cache`
@@ -78,7 +78,7 @@ def load(
 def _without_unreadable(loaded: Loaded) -> tuple[Loaded, tuple[str, ...]]:
     """The source without its unreadable files (one pass over all of them), and those files."""
     parts, skipped = [], []
-    for part in (loaded.train, loaded.test):
+    for part in (loaded.train, loaded.test, loaded.validation):
         bad = set(part.unreadable_files()) if part is not None else set()
         if bad:
             part = part.take(np.flatnonzero([path not in bad for path in part.paths]))
@@ -86,7 +86,7 @@ def _without_unreadable(loaded: Loaded) -> tuple[Loaded, tuple[str, ...]]:
         skipped += sorted(bad)
     if len(parts[0]) == 0:
         raise DataError(f"{loaded.source}: no readable image ({len(skipped)} unreadable)")
-    return Loaded(loaded.source, parts[0], parts[1], loaded.num_classes), tuple(skipped)
+    return Loaded(loaded.source, parts[0], parts[1], loaded.num_classes, parts[2]), tuple(skipped)
 
 
 # ---------------------------------------------------------------- name resolution

@@ -102,23 +102,29 @@ def digest(*parts) -> str:
 
 @dataclass(frozen=True)
 class Loaded:
-    """What a source gives before splitting: train, its own test split if it has one."""
+    """What a source gives before splitting: train, and its own test and validation splits if it has them
+    (a published validation split is kept as it is instead of being carved off train)."""
 
     source: str
     train: Split
     test: Split | None
     num_classes: int | None
+    validation: Split | None = None
 
 
-def pair_up(source: str, where: str | Path, train: Split, test: Split | None, num_classes: int | None = None) -> Loaded:
-    """Check a source's train and test agree (shape, labels); count the classes from known labels unless given."""
-    if test is not None:
-        if train.image_shape != test.image_shape:
-            raise DataError(f"{where}: train images are {train.image_shape} but test images are {test.image_shape}")
-        if train.has_labels != test.has_labels:
-            raise DataError(f"{where}: labels for only one of train and test; give both or neither")
+def pair_up(source: str, where: str | Path, train: Split, test: Split | None, num_classes: int | None = None,
+            validation: Split | None = None) -> Loaded:
+    """Check a source's train, test and validation agree (shape, labels); count the classes from known labels
+    unless given."""
+    for name, part in (("test", test), ("validation", validation)):
+        if part is None:
+            continue
+        if train.image_shape != part.image_shape:
+            raise DataError(f"{where}: train images are {train.image_shape} but {name} images are {part.image_shape}")
+        if train.has_labels != part.has_labels:
+            raise DataError(f"{where}: labels for only one of train and {name}; give both or neither")
     if not train.has_labels:
-        return Loaded(source, train, test, None)
+        return Loaded(source, train, test, None, validation)
     if num_classes is None:
-        num_classes = 1 + max(int(part.labels.max()) for part in (train, test) if part is not None)
-    return Loaded(source, train, test, num_classes)
+        num_classes = 1 + max(int(part.labels.max()) for part in (train, test, validation) if part is not None)
+    return Loaded(source, train, test, num_classes, validation)
