@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -24,11 +25,15 @@ class Backup(keras.callbacks.Callback):
     history back to that epoch, so a resumed run never loses or repeats a row. (Keras's own
     ``BackupAndRestore`` writes in place, so a kill mid-write leaves a file it cannot read back, and
     its CSVLogger advances apart from it.) The file state.json names must lie inside ``folder``.
+
+    ``seconds`` is the wall time of the training so far, through the last good epoch and across resumes
+    (state.json keeps it): what a time budget counts.
     """
 
     def __init__(self, folder, history):
         super().__init__()
         self.folder, self.history, self.epoch, self.rows = Path(folder), Path(history), 0, []
+        self.seconds, self._started = 0.0, None
 
     @property
     def state_path(self) -> Path:
@@ -63,23 +68,28 @@ class Backup(keras.callbacks.Callback):
             return 0
         model.optimizer.build(model.trainable_variables)
         model.load_weights(state["path"])
-        self.epoch = state["epoch"]
+        self.epoch, self.seconds = state["epoch"], float(state.get("seconds", 0.0))
         if self.history.is_file():
             with self.history.open(newline="") as f:
                 self.rows = list(csv.DictReader(f))[:self.epoch]
         self._write_history()
         return self.epoch
 
+    def on_train_begin(self, logs=None):
+        self._started, self._base = time.monotonic(), self.seconds
+
     def on_epoch_end(self, epoch, logs=None):
         if not logs or not all(math.isfinite(float(v)) for v in logs.values()):
             return
+        if self._started is not None:
+            self.seconds = self._base + time.monotonic() - self._started
         previous = self.checkpoint
         self.rows.append({"epoch": epoch, **{key: logs[key] for key in sorted(logs)}})
         self._write_history()
         name = f"epoch-{epoch + 1:04d}.keras"
         with atomic_path(self.folder / name) as tmp:
             self.model.save(tmp)
-        write_json(self.state_path, {"epoch": epoch + 1, "file": name})
+        write_json(self.state_path, {"epoch": epoch + 1, "file": name, "seconds": round(self.seconds, 3)})
         self.epoch = epoch + 1
         if previous is not None and previous.name != name:
             previous.unlink(missing_ok=True)
@@ -97,3 +107,17 @@ class Backup(keras.callbacks.Callback):
     def remove(self) -> None:
         """Delete the backup once the final model is safely written."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop at an epoch boundary before the training's wall time passes ``minutes``: no epoch is begun that the
+    mean epoch so far says would not end within it (the first always runs). The clock is ``backup``'s, so
+    the time before a kill counts after the resume."""
+
+    def __init__(self, minutes: float, backup: Backup):
+        super().__init__()
+        self.seconds, self.backup, self.stopped = 60.0 * minutes, backup, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.backup.epoch and self.backup.seconds * (1 + 1 / self.backup.epoch) > self.seconds:
+            self.model.stop_training = self.stopped = True

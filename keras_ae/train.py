@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 import os
 import shutil
 import sys
@@ -33,6 +34,7 @@ from keras_ae.errors import ConfigError, KerasAEError, exit_code
 log = logging.getLogger("keras_ae")
 LR_SCHEDULES = ("constant", "cosine")
 MIN_EPOCHS, MIN_STEPS = 10, 1200  # the default training length: enough steps on a small dataset (digits: 100)
+BUDGET_EPOCHS = 10_000  # the epochs of a --time-budget run given no --epochs: the budget ends it
 PRIOR_IMAGES = 50_000  # training images whose codes a plain autoencoder's Gaussian prior is fitted on, at most
 BACKUP = "backup"  # folder of the last good epoch, kept while training runs (see keras_ae.callbacks.Backup)
 
@@ -107,6 +109,10 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                           help="train on images moved at random by up to PIXELS rows and columns each way (zero "
                                "border), drawn anew every epoch: a small dataset seen in more positions; validation "
                                "and test images are not moved (0: off)")
+    training.add_argument("--time-budget", type=opts.positive_float, default=None, metavar="MINUTES",
+                          help="train until this much wall time is spent, stopping at an epoch boundary (no epoch "
+                               "is begun that would end past it); a killed run resumes with the time it had spent. "
+                               "Without --epochs, the budget alone ends the training")
     training.add_argument("--early-stopping", type=opts.non_negative_int, default=0, metavar="PATIENCE",
                           help="stop when the validation loss has not improved for PATIENCE epochs and keep "
                                "the best weights (0: off)")
@@ -190,14 +196,12 @@ def _dataset_slug(dataset: str) -> str:
 
 # besides the model's options: the flags a run folder's name shows
 NAMED_FLAGS = ("epochs", "batch_size", "learning_rate", "lr_schedule", "augment_shift", "steps_per_epoch", "seed",
-               "limit", "image_size", "validation_fraction")
+               "limit", "image_size", "validation_fraction", "time_budget")
 MAX_RUN_NAME = 100  # characters; a longer name ends in a digest of what differs instead
 
 
 def default_epochs(train_images: int, batch_size: int, steps_per_epoch: int | None = None) -> int:
     """At least MIN_EPOCHS epochs and MIN_STEPS training steps (1,437 digits at batch 128: 100 epochs)."""
-    import math
-
     steps = steps_per_epoch or max(1, math.ceil(train_images / batch_size))
     return max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps))
 
@@ -290,8 +294,9 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
     strategy = distribute.make_strategy(args.strategy, args.worker_timeout)
     with strategy.scope():
         model = model_cls(**kwargs)
-    train(model, splits, run_dir, epochs=args.epochs or default_epochs(len(splits.train), args.batch_size,
-                                                                       args.steps_per_epoch),
+    epochs = args.epochs or (BUDGET_EPOCHS if args.time_budget else default_epochs(len(splits.train), args.batch_size,
+                                                                                    args.steps_per_epoch))
+    train(model, splits, run_dir, epochs=epochs, time_budget=args.time_budget,
           batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
           augment_shift=args.augment_shift, steps_per_epoch=args.steps_per_epoch,
           early_stopping=args.early_stopping, seed=args.seed, jit_compile=args.jit_compile,
@@ -308,7 +313,7 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
 def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
           lr_schedule: str = "constant", augment_shift: int = 0, steps_per_epoch: int | None = None,
           early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False,
-          options: dict | None = None) -> Path:
+          options: dict | None = None, time_budget: float | None = None) -> Path:
     """Train ``model`` (any zoo model, built-in or with networks of your own) on ``splits`` into ``run_dir``.
 
     Writes config.json first, then trains with validation every epoch and a backup of every good
@@ -319,7 +324,8 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     ``augment_shift`` moves each training image by up to that many pixels each way, anew every epoch.
     A NaN or infinite loss stops training with a KerasAEError naming the epoch and the last good checkpoint;
     an unreadable image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
-    (the training data repeats). ``options`` are recorded in config.json (the flags, for train.py).
+    (the training data repeats). ``time_budget`` (minutes) ends the training at the last epoch boundary before
+    that much wall time, counted across resumes. ``options`` are recorded in config.json (the flags, for train.py).
 
     One process at a time trains a run folder (an OS lock; another gets a KerasAEError at once). A
     resume refuses a model or data other than the backup's. With ``overwrite``, the new run is trained
@@ -329,7 +335,12 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
 
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
+    if time_budget is not None and not (isinstance(time_budget, (int, float)) and math.isfinite(time_budget)
+                                        and time_budget > 0):
+        raise ConfigError(f"time_budget must be a finite number of minutes > 0, got {time_budget!r:.40}")
+    if time_budget is not None and lr_schedule == "cosine" and epochs >= BUDGET_EPOCHS:
+        raise ConfigError("--lr-schedule cosine decays over --epochs: give --epochs with --time-budget")
+    settings = {"time_budget": time_budget, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
                 "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping,
                 "seed": seed, "jit_compile": jit_compile}
     splits.check_shift(augment_shift)
@@ -379,16 +390,18 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     if shard is not None:
         log.info("multi-worker: worker %d of %d reads shard %d of %d (%d of the %d training images)", shard[1],
                  shard[0], shard[1], shard[0], len(range(shard[1], len(splits.train), shard[0])), len(splits.train))
+    budget = settings["time_budget"]
+    spent = budget is not None and initial_epoch and backup.seconds * (1 + 1 / initial_epoch) > 60 * budget
     with splits.reading():
-        if initial_epoch < epochs:  # (a run killed after its last backup has only the prior left to fit)
-            _fit(model, splits, folder, backup, initial_epoch, settings, shard, verbose)
+        if initial_epoch < epochs and not spent:  # (a run killed after its last backup or its budget has only
+            _fit(model, splits, folder, backup, initial_epoch, settings, shard, verbose)  # the prior left to fit)
         prior_batches = -(-PRIOR_IMAGES // batch_size)
         model.fit_prior(splits.pipeline("train", batch_size, seed=seed, shard=shard).take(prior_batches))
     with atomic_path(folder / "model.keras") as tmp:
         model.save(tmp)
     backup.remove()  # the final model supersedes it
     with splits.reading():
-        test_metrics = _write_results(model, splits, folder, batch_size)
+        test_metrics = _write_results(model, splits, folder, batch_size, backup.seconds)
         test_x, test_y = splits.sample("test", tensorboard.PROJECTED)
     tensorboard.write_summary(folder / "logs", model, {**settings, **(options or {})}, test_metrics, test_x, test_y,
                               epoch=max(0, epochs - 1))
@@ -398,8 +411,6 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
 def _learning_rate(settings: dict, splits, shard):
     """Adam's learning rate: the number, or for ``lr_schedule="cosine"`` a cosine decay from it to 0 over
     every step of the run (the step count is in the optimizer's state, so a resumed run continues the curve)."""
-    import math
-
     import keras
 
     if settings["lr_schedule"] == "constant":
@@ -422,12 +433,11 @@ def _log_start(model, splits) -> None:
 def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, settings: dict, shard, verbose) -> None:
     """Fit from ``initial_epoch`` with validation each epoch, backing up every good epoch; stop with a
     clear error (the last good epoch kept in the backup) when the loss turns non-finite."""
-    import math
-
     import keras
     import numpy as np
 
     from keras_ae import tensorboard
+    from keras_ae.callbacks import TimeBudget
 
     epochs, batch_size, steps_per_epoch, early_stopping = (
         settings[key] for key in ("epochs", "batch_size", "steps_per_epoch", "early_stopping"))
@@ -440,6 +450,9 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, settings: dic
     shown = splits.sample("validation" if len(splits.validation) else "test", tensorboard.SHOWN)
     callbacks = [keras.callbacks.TerminateOnNaN(), backup, tensorboard.EpochImages(run_dir / "logs", *shown),
                  keras.callbacks.TensorBoard(str(run_dir / "logs")), *model.training_callbacks()]
+    if settings["time_budget"] is not None:
+        budget = TimeBudget(settings["time_budget"], backup)
+        callbacks.append(budget)
     if early_stopping:
         if validation is None:
             raise ConfigError("--early-stopping needs a validation split; set --validation-fraction > 0")
@@ -451,6 +464,9 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, settings: dic
                             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, callbacks=callbacks,
                             verbose=verbose)
     losses = history.history.get("loss", [])
+    if settings["time_budget"] is not None and budget.stopped:
+        log.info("the time budget of %g minutes ends the training after epoch %d (%.1f minutes)",
+                 settings["time_budget"], backup.epoch, backup.seconds / 60)
     if not np.all(np.isfinite(losses)):
         kept = (f"the last good model (epoch {backup.epoch}) is in {backup.checkpoint}"
                 if backup.epoch else "no epoch of this training finished cleanly")
@@ -458,8 +474,9 @@ def _fit(model, splits, run_dir: Path, backup, initial_epoch: int, settings: dic
                            f"{kept}; try a lower --learning-rate")
 
 
-def _write_results(model, splits, run_dir: Path, batch_size: int) -> dict:
-    """results.json: the last epoch's training and validation terms, and the test split's metrics (returned)."""
+def _write_results(model, splits, run_dir: Path, batch_size: int, training_seconds: float) -> dict:
+    """results.json: the epochs run and their wall time, the last epoch's training and validation terms, and the
+    test split's metrics (returned)."""
     from keras_ae import evaluate
     from keras_ae.io import write_json
 
@@ -470,7 +487,7 @@ def _write_results(model, splits, run_dir: Path, batch_size: int) -> dict:
     history = run_dir / "history.csv"
     epochs = list(csv.DictReader(history.open())) if history.is_file() else []
     write_json(run_dir / "results.json", {
-        "epochs_run": len(epochs),
+        "epochs_run": len(epochs), "training_seconds": round(training_seconds, 3),
         "final": {k: float(v) for k, v in epochs[-1].items() if k != "epoch"} if epochs else {},
         "test": {k: float(v) for k, v in test_metrics.items()},
     })

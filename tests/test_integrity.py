@@ -144,6 +144,40 @@ def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(tmp_path, monkeypa
     assert json.loads((run_dir / "results.json").read_text())["epochs_run"] == 4
 
 
+def minute_clock(monkeypatch):
+    """Backup's clock made to advance one minute per reading (the start of training and each epoch's end)."""
+    from types import SimpleNamespace
+
+    readings = iter(range(0, 60 * 1000, 60))
+    monkeypatch.setattr(callbacks, "time", SimpleNamespace(monotonic=lambda: next(readings)))
+
+
+def test_a_time_budget_ends_at_the_last_epoch_that_fits_and_counts_across_a_kill(tmp_path, monkeypatch, capsys):
+    """Epochs of one minute and a budget of 3.5: the fourth would end past it, so three run, killed or not."""
+    minute_clock(monkeypatch)
+    whole = tmp_path / "whole"
+    assert train_cli(whole, "--time-budget", "3.5") == 0  # (no --epochs: the budget alone ends it)
+    assert epochs_of(whole) == [0, 1, 2]
+    results = json.loads((whole / "results.json").read_text())
+    assert results["epochs_run"] == 3 and results["training_seconds"] == 180
+    assert json.loads((whole / "config.json").read_text())["options"]["time_budget"] == 3.5
+
+    killed = tmp_path / "killed"
+    minute_clock(monkeypatch)
+    stop_at(monkeypatch, callbacks.Backup, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 2)
+    assert train_cli(killed, "--time-budget", "3.5", "--epochs", "8") == 130
+    monkeypatch.undo()
+    minute_clock(monkeypatch)
+    assert train_cli(killed, "--time-budget", "3.5", "--epochs", "8") == 0
+    assert epochs_of(killed) == [0, 1, 2]  # the two minutes before the kill counted
+    assert json.loads((killed / "results.json").read_text())["training_seconds"] == 180
+
+
+def test_a_cosine_schedule_needs_epochs_beside_a_time_budget(tmp_path, capsys):
+    assert train_cli(tmp_path / "R", "--time-budget", "5", "--lr-schedule", "cosine") == 2
+    assert "give --epochs with --time-budget" in one_error_line(capsys)
+
+
 def test_a_cosine_learning_rate_resumed_after_a_kill_ends_at_zero(tmp_path, monkeypatch, capsys):
     """The schedule runs over the steps of all epochs; the backup carries its step count across a resume."""
     import keras
@@ -269,6 +303,10 @@ def test_a_run_config_that_does_not_describe_its_model_is_refused(edit, message,
     (["--early-stopping", "-1"], "--early-stopping: expected an integer >= 0"),
     (["--worker-timeout", "-1"], "--worker-timeout: expected a number > 0"),
     (["--worker-timeout", "nan"], "--worker-timeout: expected a finite number"),
+    (["--time-budget", "0"], "--time-budget: expected a number > 0"),
+    (["--time-budget", "-5"], "--time-budget: expected a number > 0"),
+    (["--time-budget", "nan"], "--time-budget: expected a finite number"),
+    (["--time-budget", "inf"], "--time-budget: expected a finite number"),
 ])
 def test_invalid_flags_are_refused_by_the_parser(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
