@@ -50,6 +50,19 @@ class _HelpFormatter(argparse.HelpFormatter):
         return help_text
 
 
+class _ListPresets(argparse.Action):
+    """--list-presets: print the presets and exit, as --help does."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from keras_ae import presets
+
+        print(presets.listing())
+        parser.exit()
+
+
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """The ``train.py`` command line; every flag is documented in ``--help`` with its real default."""
     from keras_ae.data import CACHE_POLICIES
@@ -59,9 +72,12 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Train an autoencoder of the keras_ae zoo and write its run folder.",
         formatter_class=_HelpFormatter)
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="read the flags from a TOML, JSON or YAML file of flag: value (flags given here "
-                             "override it), or from a run's config.json to train that run again")
+    parser.add_argument("--config", default=None, metavar="PRESET|FILE",
+                        help="read the flags from a preset (see --list-presets), a TOML, JSON or YAML file of "
+                             "flag: value, or a run's config.json to train that run again; flags given here "
+                             "override it")
+    parser.add_argument("--list-presets", action=_ListPresets,
+                        help="list the presets: the README figure each reproduces, reached here in what time")
     parser.add_argument("--model", default="ae", choices=list(MODELS), help="which model of the zoo")
     opts.add_model_flags(parser, MODELS, SHARED_OPTIONS)
 
@@ -532,11 +548,14 @@ def parse_args(argv=None, prog: str = "train.py") -> argparse.Namespace:
 
 
 def config_defaults(parser: argparse.ArgumentParser, path) -> dict:
-    """Flag values from a config file (``.toml``, ``.json``, ``.yaml``/``.yml``) or a run's config.json, as
-    argparse defaults: text that each flag's own parser then checks."""
+    """Flag values from a preset (a name of :mod:`keras_ae.presets`), a config file (``.toml``, ``.json``,
+    ``.yaml``/``.yml``) or a run's config.json, as argparse defaults: text that each flag's own parser then checks."""
+    from keras_ae import presets
     from keras_ae.io import read_json
 
     path = Path(path)
+    if not path.suffix and path.name == str(path) and not path.exists():  # a bare name: a preset
+        path = presets.path_of(path.name)
     if path.suffix == ".toml":
         import tomllib
 
@@ -559,6 +578,8 @@ def config_defaults(parser: argparse.ArgumentParser, path) -> dict:
         values = {k: v for k, v in values["options"].items() if k not in RUN_ONLY}  # a run's config.json
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a table of flag: value, got {type(values).__name__}")
+    if path.parent == presets.FOLDER:
+        values = {k: v for k, v in values.items() if k != "preset"}  # what the preset reproduces, not a flag
     actions = {action.dest: action for action in parser._actions}
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
     unknown = sorted(set(values) - set(actions) - {"config"})
