@@ -8,6 +8,7 @@ and export reload the model in Keras's safe mode and the data with the very argu
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 import shutil
 from dataclasses import dataclass
@@ -169,8 +170,7 @@ def load_data(folder, config: dict):
     how = config.get("data", {}).get("load") if isinstance(config.get("data"), dict) else None
     if not isinstance(how, dict) or not isinstance(how.get("name"), str):
         raise KerasAEError(f"{path}: no data.load entry (how to load the data again); train the run again")
-    unknown = set(how) - {"name", "data_dir", "validation_fraction", "test_fraction", "seed", "image_size", "limit",
-                          "download", "skip_corrupt"}
+    unknown = set(how) - set(inspect.signature(data.load).parameters)
     if unknown:
         raise KerasAEError(f"{path}: data.load has unknown entries {', '.join(sorted(unknown))}")
     splits = data.load(**how)

@@ -105,6 +105,12 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     data.add_argument("--attribute", default=None, metavar="NAME",
                       help="a binary attribute of the data (CelebA: Smiling, Male, Eyeglasses, ...) for the latent "
                            "arithmetic figure: s = mean code with it - mean code without, decoded as z + k s")
+    data.add_argument("--attributes", default=None, metavar="FILE",
+                      help="binary attributes of a folder's images: CelebA's list_attr_celeba.txt or a CSV of "
+                           "file,<attr>,... with 0/1 or -1/1 (default: list_attr_celeba.txt beside the folder)")
+    data.add_argument("--partition", default=None, metavar="FILE",
+                      help="the train/validation/test split of a folder's images: rows of file 0|1|2 (default: "
+                           "list_eval_partition.txt beside the folder)")
     data.add_argument("--skip-corrupt", action="store_true",
                       help="read every image file once before training and leave out the unreadable ones "
                            "(counted in config.json) instead of stopping at the first")
@@ -301,7 +307,7 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
     splits = data_lib.load(args.dataset, data_dir=args.data_dir, validation_fraction=args.validation_fraction,
                            seed=args.seed, image_size=args.image_size, limit=args.limit,
                            download=not args.no_download, skip_corrupt=args.skip_corrupt, cache=args.cache,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, attributes=args.attributes, partition=args.partition)
     if args.attribute is not None:
         splits.check_attribute(args.attribute)
     kwargs = model_kwargs(args.model, model_cls, args, splits)

@@ -17,13 +17,14 @@ import io
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from keras_ae.data.attributes import files_beside, order_of, read_attributes, read_partition, relative_names
 from keras_ae.data.split import THREADS, Loaded, Split, digest
 from keras_ae.errors import DataError
 
@@ -74,7 +75,9 @@ class FileSplit(Split):
     """Image files (absolute paths), their labels or None, decoded to ``image_shape`` when streamed.
 
     ``stats`` holds each file's size and modification time in nanoseconds: with the paths, they make
-    the fingerprint, so a file that changes gives another fingerprint (and another cache).
+    the fingerprint, so a file that changes gives another fingerprint (and another cache). ``attributes``
+    names the binary attributes read from a file beside the folder (:mod:`keras_ae.data.attributes`), and
+    ``attribute_values`` holds their 0/1 values, one row per image.
     """
 
     paths: np.ndarray
@@ -82,6 +85,8 @@ class FileSplit(Split):
     stats: np.ndarray
     image_shape: tuple[int, int, int]
     resize: bool  # False: every image must have the first image's size
+    attributes: tuple[str, ...] = ()
+    attribute_values: np.ndarray | None = None
     shuffle_before_decode = True
 
     @property
@@ -93,10 +98,14 @@ class FileSplit(Split):
 
     def take(self, index: np.ndarray) -> FileSplit:
         return FileSplit(self.paths[index], None if self.labels is None else self.labels[index], self.stats[index],
-                         self.image_shape, self.resize)
+                         self.image_shape, self.resize, self.attributes,
+                         None if self.attribute_values is None else self.attribute_values[index])
 
     def examples(self, labels=True, shard=None, shuffle_seed=None, attribute=None) -> tf.data.Dataset:
-        tensors = (self.paths, self.labels) if labels and self.has_labels else (self.paths,)
+        if attribute is not None:
+            tensors = (self.paths, self.attribute_values[:, self.attributes.index(attribute)].astype(np.int64))
+        else:
+            tensors = (self.paths, self.labels) if labels and self.has_labels else (self.paths,)
         ds = tf.data.Dataset.from_tensor_slices(tensors)
         if shard is not None:
             ds = ds.shard(*shard)
@@ -115,11 +124,14 @@ class FileSplit(Split):
 
     def fingerprint(self) -> str:
         return digest(self.image_shape, self.resize, "\n".join(self.paths.tolist()), self.stats,
-                      b"" if self.labels is None else self.labels)
+                      b"" if self.labels is None else self.labels, ",".join(self.attributes),
+                      b"" if self.attribute_values is None else self.attribute_values)
 
 
-def load_image_folder(folder: Path, image_size) -> Loaded:
-    """Images in `folder` (unlabelled) or in its class subfolders (sorted names -> labels 0..K-1)."""
+def load_image_folder(folder: Path, image_size, attributes=None, partition=None) -> Loaded:
+    """Images in `folder` (unlabelled) or in its class subfolders (sorted names -> labels 0..K-1), with the binary
+    attributes of an ``attributes`` file and the splits of a ``partition`` file (CelebA's when they sit beside
+    the folder; :mod:`keras_ae.data.attributes`)."""
     listed = {d: image_files(d) for d in subfolders(folder)}
     classes = [d for d, names in listed.items() if names]
     if classes and len(classes) < len(listed):  # the class indices are the sorted sub-folders: keep them stable
@@ -142,7 +154,21 @@ def load_image_folder(folder: Path, image_size) -> Loaded:
     stats = np.array([(s.st_size, s.st_mtime_ns) for s in map(os.stat, paths)], np.int64).reshape(len(paths), 2)
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(listed[d]) for d in classes]) if classes else None
     split = FileSplit(paths, labels, stats, tuple(int(d) for d in first.shape), image_size is not None)
-    return Loaded(f"image folder {folder}", split, None, len(classes) or None)
+    attributes, partition = files_beside(folder, attributes, partition)
+    relative = relative_names(folder, paths) if attributes or partition else None
+    if attributes is not None:
+        names, listed, values = read_attributes(attributes)
+        split = replace(split, attributes=names, attribute_values=values[order_of(attributes, folder, listed, relative)])
+    source, count = f"image folder {folder}", len(classes) or None
+    if partition is None:
+        return Loaded(source, split, None, count)
+    listed, parts = read_partition(partition)
+    part = parts[order_of(partition, folder, listed, relative)]
+    train, validation, test = (split.take(np.flatnonzero(part == p)) for p in (0, 1, 2))
+    if not len(train):
+        raise DataError(f"{partition}: no image is in the training part (0)")
+    return Loaded(f"{source} (split by {partition.name})", train, test if len(test) else None, count,
+                  validation if len(validation) else None)
 
 
 def read_image(path: Path, image_size=None) -> np.ndarray:

@@ -39,15 +39,19 @@ def load(
     skip_corrupt: bool = False,
     cache: str = "auto",
     cache_dir: str | None = None,
+    attributes: str | None = None,
+    partition: str | None = None,
 ) -> DataSplits:
     """Find dataset `name` (see the module docstring), check it and split it.
 
     Validation and test are the source's own splits (e.g. a .npz's x_valid and x_test), or carved from
-    train with a permutation seeded by `seed` (`validation_fraction`, `test_fraction`) where it has none. `image_size=(H, W)`
-    resizes every image. `limit` caps each of the three splits at that many images (after splitting).
+    train with a permutation seeded by `seed` (`validation_fraction`, `test_fraction`) where it has none.
+    `image_size=(H, W)` resizes every image. `limit` caps each of the three splits at that many images (after splitting).
     `download=False` never asks TFDS to download. `skip_corrupt` reads every image file once and leaves
     out the unreadable ones (listed in ``skipped``) instead of failing when training meets one. `cache`
-    and `cache_dir` say how the pipelines cache decoded images (:mod:`keras_ae.data.cache`).
+    and `cache_dir` say how the pipelines cache decoded images (:mod:`keras_ae.data.cache`). A folder of
+    images takes its binary attributes from an `attributes` file (CelebA's list or a CSV) and its splits from
+    a `partition` file, CelebA's own when they sit beside it (:mod:`keras_ae.data.attributes`).
     """
     if not isinstance(name, str) or not name.strip():
         raise DataError(f"dataset name must be a non-empty string, got {name!r}")
@@ -63,7 +67,7 @@ def load(
     check_image_size(image_size)
     if cache not in POLICIES:
         raise DataError(f"unknown cache policy {cache!r}; choose one of {', '.join(POLICIES)}")
-    loaded = _resolve(name, data_dir, image_size, download)
+    loaded = _resolve(name, data_dir, image_size, download, (attributes, partition))
     skipped = ()
     if skip_corrupt:
         loaded, skipped = _without_unreadable(loaded)
@@ -71,7 +75,8 @@ def load(
     parts = [finish(part, limit, image_size) for part in (train, validation, test)]
     how = {"name": name, "data_dir": data_dir, "validation_fraction": validation_fraction,
            "test_fraction": test_fraction, "seed": seed, "image_size": None if image_size is None else list(image_size),
-           "limit": limit, "download": download, "skip_corrupt": skip_corrupt}
+           "limit": limit, "download": download, "skip_corrupt": skip_corrupt, "attributes": attributes,
+           "partition": partition}
     return DataSplits(name, loaded.source, *parts, loaded.num_classes, how, cache, cache_dir, skipped)
 
 
@@ -92,13 +97,17 @@ def _without_unreadable(loaded: Loaded) -> tuple[Loaded, tuple[str, ...]]:
 # ---------------------------------------------------------------- name resolution
 
 
-def _resolve(name: str, data_dir: str | None, image_size, download: bool) -> Loaded:
-    """Try every place `name` could come from, in order; one DataError listing them all if none works."""
+def _resolve(name: str, data_dir: str | None, image_size, download: bool, files=(None, None)) -> Loaded:
+    """Try every place `name` could come from, in order; one DataError listing them all if none works.
+    ``files`` are the attributes and partition files, for a folder of images."""
     path = Path(name).expanduser()
     if path.exists():
-        return _load_path(path, image_size)
+        return _load_path(path, image_size, files)
     if name.startswith(("/", "~", ".")) or path.suffix.lower() in (".npz", ".gz"):
         raise DataError(f"{name}: no such file or folder")
+    if any(files) and not any(_kind(candidate) == "image folder" for root, explicit in _roots(data_dir)
+                              for candidate in _candidates(root, name, explicit)):
+        raise DataError(f"{name}: --attributes and --partition apply to a folder of images")
     if name == "digits":
         return _load_digits()
 
@@ -106,7 +115,7 @@ def _resolve(name: str, data_dir: str | None, image_size, download: bool) -> Loa
     for root, explicit in _roots(data_dir):
         for candidate in _candidates(root, name, explicit):
             if _kind(candidate):
-                return _load_path(candidate, image_size)
+                return _load_path(candidate, image_size, files)
         tried.append(f"{root} ({name}, {name}.npz, {name}-*)")
     if not tried:
         tried.append(f"no local folders (${DATA_ENV} unset, no data_dir)")
@@ -182,9 +191,12 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _load_path(path: Path, image_size) -> Loaded:
-    """Load the user's own data at `path`, whatever its format."""
+def _load_path(path: Path, image_size, files=(None, None)) -> Loaded:
+    """Load the user's own data at `path`, whatever its format (``files``: attributes and partition files, for
+    a folder of images)."""
     kind = _kind(path)
+    if any(files) and kind != "image folder":
+        raise DataError(f"{path}: --attributes and --partition apply to a folder of images, not a {kind or 'file'}")
     if kind == "npz":
         return load_npz(path)
     if kind == "idx folder":
@@ -192,7 +204,7 @@ def _load_path(path: Path, image_size) -> Loaded:
     if kind == "idx file":
         return load_idx_file(path)
     if kind == "image folder":
-        return load_image_folder(path, image_size)
+        return load_image_folder(path, image_size, *files)
     if path.is_dir():
         what = "folder holds no IDX files and no images" if any(path.iterdir()) else "empty folder"
         raise DataError(f"{path}: {what} (want *-idx3-ubyte[.gz] or {', '.join(IMAGE_SUFFIXES)})")
