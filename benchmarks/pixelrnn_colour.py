@@ -89,14 +89,14 @@ def main() -> None:
         figure = model.figure_rows(shown)
         figure["samples"] = model.sample(options.figure_images, seed=0)
         sampling_seconds = (time.monotonic() - start) / (1.5 * options.figure_images)  # half + whole images
-        name = f"colour-{label.replace(' ', '-').lower()}.png"
-        plots.image_rows(figure, FIGURES / name, title=f"{label}, 32x32 photo patches, {options.epochs} epochs: "
+        picture = f"colour-{label.replace(' ', '-').lower()}.png"
+        plots.image_rows(figure, FIGURES / picture, title=f"{label}, 32x32 photo patches, {options.epochs} epochs: "
                                                          f"{bits_per_dim(float(nll.mean()), model.density.positions):.2f} bits/dim")
         rows[label] = {"model": name, "options": {**flags, "likelihood": "categorical"},
                        "test_bits_per_dim": bits_per_dim(float(nll.mean()), model.density.positions),
                        "test_nll_nats": float(nll.mean()), "train_seconds": train_seconds, "epochs_run": options.epochs,
                        "train_images_per_second": train_count * options.epochs / train_seconds,
-                       "sampling_seconds_per_image_keras": sampling_seconds, "figure": f"docs/figures/pixelrnn/{name}"}
+                       "sampling_seconds_per_image_keras": sampling_seconds, "figure": f"docs/figures/pixelrnn/{picture}"}
         print(label, json.dumps(rows[label]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pixelrnn-colour.json").write_text(json.dumps({
