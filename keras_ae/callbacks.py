@@ -109,15 +109,20 @@ class Backup(keras.callbacks.Callback):
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def budget_spent(backup: Backup, minutes: float) -> bool:
+    """Whether one more epoch, as long as the mean of ``backup``'s epochs so far, would end past ``minutes``
+    of training (never before the first epoch)."""
+    return bool(backup.epoch) and backup.seconds * (1 + 1 / backup.epoch) > 60.0 * minutes
+
+
 class TimeBudget(keras.callbacks.Callback):
-    """Stop at an epoch boundary before the training's wall time passes ``minutes``: no epoch is begun that the
-    mean epoch so far says would not end within it (the first always runs). The clock is ``backup``'s, so
-    the time before a kill counts after the resume."""
+    """Stop at the last epoch boundary before the training's wall time passes ``minutes`` (:func:`budget_spent`).
+    The clock is ``backup``'s, so the time before a kill counts after the resume."""
 
     def __init__(self, minutes: float, backup: Backup):
         super().__init__()
-        self.seconds, self.backup, self.stopped = 60.0 * minutes, backup, False
+        self.minutes, self.backup, self.stopped = minutes, backup, False
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.backup.epoch and self.backup.seconds * (1 + 1 / self.backup.epoch) > self.seconds:
+        if budget_spent(self.backup, self.minutes):
             self.model.stop_training = self.stopped = True

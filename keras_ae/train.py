@@ -362,8 +362,8 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
         raise ConfigError(f"time_budget must be a finite number of minutes > 0, got {time_budget!r:.40}")
     if time_budget is not None and lr_schedule == "cosine" and epochs >= BUDGET_EPOCHS:
         raise ConfigError("--lr-schedule cosine decays over --epochs: give --epochs with --time-budget")
-    settings = {"time_budget": time_budget, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
-                "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping,
+    settings = {"epochs": epochs, "time_budget": time_budget, "batch_size": batch_size, "learning_rate": learning_rate,
+                "lr_schedule": lr_schedule, "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping,
                 "seed": seed, "jit_compile": jit_compile}
     splits.check_shift(augment_shift)
     run_dir = Path(run_dir)
@@ -386,7 +386,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     import keras
 
     from keras_ae import distribute, runs, tensorboard
-    from keras_ae.callbacks import Backup
+    from keras_ae.callbacks import Backup, budget_spent
     from keras_ae.io import atomic_path
 
     epochs, batch_size, seed = (settings[key] for key in ("epochs", "batch_size", "seed"))
@@ -412,8 +412,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     if shard is not None:
         log.info("multi-worker: worker %d of %d reads shard %d of %d (%d of the %d training images)", shard[1],
                  shard[0], shard[1], shard[0], len(range(shard[1], len(splits.train), shard[0])), len(splits.train))
-    budget = settings["time_budget"]
-    spent = budget is not None and initial_epoch and backup.seconds * (1 + 1 / initial_epoch) > 60 * budget
+    spent = settings["time_budget"] is not None and budget_spent(backup, settings["time_budget"])
     with splits.reading():
         if initial_epoch < epochs and not spent:  # (a run killed after its last backup or its budget has only
             _fit(model, splits, folder, backup, initial_epoch, settings, shard, verbose)  # the prior left to fit)

@@ -172,6 +172,15 @@ def test_a_time_budget_ends_at_the_last_epoch_that_fits_and_counts_across_a_kill
     assert epochs_of(killed) == [0, 1, 2]  # the two minutes before the kill counted
     assert json.loads((killed / "results.json").read_text())["training_seconds"] == 180
 
+    spent = tmp_path / "spent"  # killed once the third epoch is saved: the resume trains no more
+    minute_clock(monkeypatch)
+    stop_at(monkeypatch, callbacks.TimeBudget, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 2)
+    assert train_cli(spent, "--time-budget", "3.5", "--epochs", "8") == 130
+    monkeypatch.undo()
+    minute_clock(monkeypatch)
+    assert train_cli(spent, "--time-budget", "3.5", "--epochs", "8") == 0
+    assert epochs_of(spent) == [0, 1, 2]
+
 
 def test_a_cosine_schedule_needs_epochs_beside_a_time_budget(tmp_path, capsys):
     assert train_cli(tmp_path / "R", "--time-budget", "5", "--lr-schedule", "cosine") == 2
