@@ -61,7 +61,8 @@ def test_run_folder_holds_everything_a_user_needs(run_dir):
     assert config["model_config"]["arch"] == "conv" and config["data"]["image_shape"] == [8, 8, 1]
     assert config["data"]["load"] == {"name": "digits", "data_dir": None, "validation_fraction": 0.1,
                                       "test_fraction": 0.1, "seed": 0, "image_size": None, "limit": 400,
-                                      "download": True, "skip_corrupt": False}
+                                      "download": True, "skip_corrupt": False,
+                                      "attributes": None, "partition": None}
     assert config["data"]["fingerprint"]["sizes"] == {"train": 400, "validation": 180, "test": 180}
     assert (run_dir / "report.md").is_file()  # evaluated at the end of training
     export = run_dir.parent / "export" / "run"  # and exported to the export root: version 1 for a first export
