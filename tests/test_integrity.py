@@ -162,24 +162,18 @@ def test_a_time_budget_ends_at_the_last_epoch_that_fits_and_counts_across_a_kill
     assert results["epochs_run"] == 3 and results["training_seconds"] == 180
     assert json.loads((whole / "config.json").read_text())["options"]["time_budget"] == 3.5
 
-    killed = tmp_path / "killed"
-    minute_clock(monkeypatch)
-    stop_at(monkeypatch, callbacks.Backup, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 2)
-    assert train_cli(killed, "--time-budget", "3.5", "--epochs", "8") == 130
-    monkeypatch.undo()
-    minute_clock(monkeypatch)
-    assert train_cli(killed, "--time-budget", "3.5", "--epochs", "8") == 0
-    assert epochs_of(killed) == [0, 1, 2]  # the two minutes before the kill counted
-    assert json.loads((killed / "results.json").read_text())["training_seconds"] == 180
-
-    spent = tmp_path / "spent"  # killed once the third epoch is saved: the resume trains no more
-    minute_clock(monkeypatch)
-    stop_at(monkeypatch, callbacks.TimeBudget, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 2)
-    assert train_cli(spent, "--time-budget", "3.5", "--epochs", "8") == 130
-    monkeypatch.undo()
-    minute_clock(monkeypatch)
-    assert train_cli(spent, "--time-budget", "3.5", "--epochs", "8") == 0
-    assert epochs_of(spent) == [0, 1, 2]
+    for name, where in (("killed", callbacks.Backup), ("spent", callbacks.TimeBudget)):
+        # killed in the third epoch's end, before its checkpoint (Backup) or after it (TimeBudget): the two
+        # minutes before the kill count, and a run whose budget is spent trains no more on resume
+        run_dir = tmp_path / name
+        minute_clock(monkeypatch)
+        stop_at(monkeypatch, where, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 2)
+        assert train_cli(run_dir, "--time-budget", "3.5", "--epochs", "8") == 130
+        monkeypatch.undo()
+        minute_clock(monkeypatch)
+        assert train_cli(run_dir, "--time-budget", "3.5", "--epochs", "8") == 0
+        assert epochs_of(run_dir) == [0, 1, 2], name
+        assert json.loads((run_dir / "results.json").read_text())["training_seconds"] == 180
 
 
 def test_a_cosine_schedule_needs_epochs_beside_a_time_budget(tmp_path, capsys):
