@@ -18,7 +18,6 @@ import numpy as np
 from keras_ae.errors import DataError
 
 CELEBA_ATTRIBUTES, CELEBA_PARTITION = "list_attr_celeba.txt", "list_eval_partition.txt"
-PARTS = {0: "train", 1: "validation", 2: "test"}
 _VALUES = {"1": 1, "-1": 0, "0": 0}  # attribute values as written -> 0/1
 
 
