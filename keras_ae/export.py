@@ -15,6 +15,8 @@ folder's name), in the layout of :mod:`keras_ae.serving`::
     <N>/decoder_dynamic_int8.tflite int8 weights, float activations (dynamic range)
     <N>/decoder_int8.tflite         int8 weights and activations; float32 input and output tensors
     <N>/encoder.tflite              float32, one image per call
+    <N>/directions.npz              the code directions (class means, attribute vectors, main directions) that
+                                    keras_ae.generate --average/--add/--walk applies (keras_ae.directions)
     <N>/metadata.json               what a client needs: shapes, the prior to sample codes from, signatures,
                                     digests of every artifact of version N
 
@@ -64,6 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae import __version__, serving
+from keras_ae.directions import FILE as DIRECTIONS
 from keras_ae.errors import KerasAEError, exit_code, one_line
 from keras_ae.io import atomic_path, exclusive, read_json, write_json
 from keras_ae.serving import MAIN_INPUT, SIGNATURE, VARIANTS
@@ -86,13 +89,14 @@ class ExportError(KerasAEError):
 
 
 def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: int | None = None,
-                 quantize: bool = True, about: dict | None = None) -> Path:
+                 quantize: bool = True, about: dict | None = None, directions=None) -> Path:
     """Export ``model`` (any zoo model, in memory) as version ``version`` of ``<out_dir>/<name>``.
 
     ``version=None`` takes the next free version number (1 for a first export), so re-exporting a
     retrained model adds a version a model server picks up. ``quantize=False`` writes only the
     float32 TFLite decoder and encoder. ``about`` adds entries to metadata.json (export_run gives the
-    run's dataset and test metrics). Returns the version's folder ``<out_dir>/<name>/<version>``.
+    run's dataset and test metrics). ``directions`` (:class:`keras_ae.directions.Directions`, which
+    export_run computes from the run's test images) goes to ``<version>/directions.npz``. Returns the version's folder ``<out_dir>/<name>/<version>``.
     """
     from keras_ae.models import is_zoo_model
 
@@ -125,10 +129,13 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
                 signatures.update(_write_artifacts(model, staging, version, _calibration(model), quantize))
             for network, density in _densities(model).items():
                 signatures.update(_write_density_artifacts(density, network, staging, version))
+            if directions is not None:
+                (staging / str(version)).mkdir(exist_ok=True)
+                (staging / str(version) / DIRECTIONS).write_bytes(directions.to_bytes())
             artifacts = {rel: {**_artifact_kind(rel, version), **serving.describe_artifact(staging / rel)}
                          for rel in _staged(staging, version)}
             write_json(staging / serving.metadata_path(version),
-                       _metadata(model, name, version, signatures, artifacts, about or {}))
+                       _metadata(model, name, version, signatures, artifacts, about or {}, directions))
             for rel in _commit_order(version, _served(model)):
                 (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / rel, model_dir / rel)
@@ -151,9 +158,12 @@ def _remove_unfinished(model_dir: Path) -> None:
 
 
 def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: str | None = None,
-               quantize: bool = True) -> Path:
+               quantize: bool = True, with_directions: bool = True) -> Path:
     """Export the model of a run folder (see :func:`export_model`; name: the run folder's name) and
-    record where it went in the run's exports.json. Returns the version's folder."""
+    record where it went in the run's exports.json. Returns the version's folder.
+
+    A model with flat real-valued codes exports its code directions too, computed from the run's test
+    images (so its data must load); ``with_directions=False`` leaves them out."""
     from keras_ae import runs
 
     run_dir = Path(run_dir)
@@ -161,18 +171,31 @@ def export_run(run_dir, out_dir=DEFAULT_ROOT, version: int | None = None, name: 
         try:
             config = runs.read_config(run_dir)
             _check_config(config, run_dir / "config.json")
-            model = runs.load_run(run_dir, with_data=False).model
+            run = runs.load_run(run_dir, with_data=False)
         except ExportError:
             raise
         except KerasAEError as error:
             raise ExportError(one_line(error)) from None
+        found = _directions(run) if with_directions and run.model.code is not None and run.model.code.flat else None
         results_path = run_dir / "results.json"
         about = {"model": config["options"].get("model"), "dataset": config["data"],
                  "trained_with": config["versions"],
                  "metrics": read_json(results_path, ExportError) if results_path.is_file() else None}
-        version_dir = export_model(model, out_dir, name or run_dir.resolve().name, version, quantize, about)
+        version_dir = export_model(run.model, out_dir, name or run_dir.resolve().name, version, quantize, about, found)
         runs.record_export(run_dir, version_dir.parent, int(version_dir.name))
     return version_dir
+
+
+def _directions(run):
+    """The code directions of a run's model, from its test images (the run's data loaded again)."""
+    from keras_ae import directions, runs
+
+    log.info("exporting: the code directions, from the test images ...")
+    try:
+        return directions.of_run(runs.Run(run.folder, run.config, run.model, runs.load_data(run.folder, run.config)))
+    except KerasAEError as error:
+        raise ExportError(f"{one_line(error)} (the code directions need the run's test images; export with "
+                          "--no-directions to leave them out)") from None
 
 
 def _densities(model) -> dict:
@@ -428,11 +451,14 @@ def _staged(staging: Path, version: int) -> list[str]:
     """The staged artifacts (paths relative to the model folder): the SavedModels, then the TFLite files."""
     return ([serving.saved_model_path(network, version) for network in MAIN_INPUT
              if (staging / serving.saved_model_path(network, version)).is_dir()]
-            + sorted(f"{version}/{p.name}" for p in (staging / str(version)).glob("*.tflite")))
+            + sorted(f"{version}/{p.name}" for p in (staging / str(version)).glob("*.tflite"))
+            + [f"{version}/{DIRECTIONS}"] * (staging / str(version) / DIRECTIONS).is_file())
 
 
 def _artifact_kind(rel: str, version: int) -> dict:
     """What metadata.json says an artifact is, from its path relative to the model folder."""
+    if rel.endswith(DIRECTIONS):
+        return {"kind": "directions"}
     if rel.endswith(".tflite"):
         stem = Path(rel).name.removesuffix(".tflite")  # <network>[_<variant>]
         network, variant = next(((stem[:-len(v) - 1], v) for v in VARIANTS if stem.endswith(f"_{v}")),
@@ -451,7 +477,7 @@ def _describe_signature(function, name: str = SIGNATURE) -> dict:
             "outputs": tensors(function.structured_outputs)}
 
 
-def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict, about: dict) -> dict:
+def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict, about: dict, directions) -> dict:
     from keras_ae.runs import library_versions, registered_name
 
     classes = model.num_classes
@@ -472,6 +498,7 @@ def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict,
         "num_classes": classes,
         "labels": None if classes is None else list(range(classes)),
         "density": None if model.density is None else model.density.describe(),
+        "directions": None if directions is None else directions.describe(),
         "sampling": {"prior": serving.AUTOREGRESSIVE, "network": "density"} if model.code is None else
         model.prior.describe(),
         "dataset": None,
@@ -500,6 +527,9 @@ def build_parser(prog: str = "python -m keras_ae.export") -> argparse.ArgumentPa
     parser.add_argument("--version", type=int, default=None,
                         help="version to create (default: the next free number, 1 at first)")
     parser.add_argument("--no-quantize", action="store_true", help="write only the float32 TFLite files")
+    parser.add_argument("--no-directions", action="store_true",
+                        help="leave out the code directions (computed from the run's test images, so its data "
+                             "must load)")
     return parser
 
 
@@ -511,7 +541,8 @@ def main(argv=None, prog: str = "python -m keras_ae.export") -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser(prog).parse_args(argv)
     def export():
-        print(export_run(args.run_dir, args.out, args.version, args.name, quantize=not args.no_quantize))
+        print(export_run(args.run_dir, args.out, args.version, args.name, quantize=not args.no_quantize,
+                         with_directions=not args.no_directions))
         console.save_native_log(args.run_dir)
 
     return exit_code(export)

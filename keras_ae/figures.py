@@ -11,7 +11,7 @@ import csv
 
 import numpy as np
 
-from keras_ae import latent, plots
+from keras_ae import directions, latent, plots
 from keras_ae.errors import ConfigError
 
 
@@ -155,50 +155,49 @@ def interpolation(run, steps: int = 10) -> str:
     return "interpolation.png"
 
 
-def arithmetic(run) -> str:
-    """Latent arithmetic: the average of two codes decoded, and attribute vectors applied as z + k * s.
-
-    Attributes: stroke thickness (s = mean code of the 25% most-ink test images minus that of the 25%
-    least-ink ones); with labels and an unconditional model, one class turning into another (s = mean
-    code of class b minus mean code of class a, applied to an image of class a: a 1 into a 7 for
-    digits); and the run's ``attribute`` option, a binary attribute of the data such as CelebA's
-    Smiling (s = mean code with it minus mean code without, added to images without it).
+def arithmetic_rows(run) -> dict[str, np.ndarray]:
+    """The rows of the arithmetic figure by title: the average of two codes decoded, then z + k s over
+    ``directions.SWEEP`` along the run's code directions (:mod:`keras_ae.directions`, the ones its export
+    carries): ``thicker``; with labels and an unconditional model, one class turning into another
+    (s = mean code of class b minus that of class a, applied to an image of class a: a 1 into a 7 for
+    digits); and the run's ``attribute`` option, a binary attribute of the data such as CelebA's Smiling,
+    added to images without it.
     """
     _needs_codes(run, "arithmetic")
     model = run.model
     x, y, labels = _test(run)
     z = model.codes(x, labels)
-    ks = (-3, -2, -1, 0, 1, 2, 3)
+    found = directions.of_run(run)
+    ks = directions.SWEEP
+
+    def sweep(i, s):
+        return _decode(model, latent.attribute_sweep(z[i], s, ks), None if labels is None else np.full(len(ks), labels[i]))
+
     rows = {}
     for a, b in _pairs(y, 2):
         pair_labels = None if labels is None else labels[[a, a, a]]
         average = _decode(model, np.stack([z[a], z[b], (z[a] + z[b]) / 2]), pair_labels)
         rows[f"A, B, average ({_pair_name(y, a, b).replace(' -> ', ', ')})"] = np.concatenate([x[[a, b]], average[2:]])
-    ink = x.reshape(len(x), -1).mean(axis=1)
-    low, high = np.quantile(ink, [0.25, 0.75])
-    selected = (ink <= low) | (ink >= high)
-    try:
-        thickness = latent.attribute_vector(z[selected], ink[selected] >= high)
-    except ConfigError as error:  # e.g. every test image has as much ink as the others
-        raise Skipped(f"arithmetic figure skipped: {error}") from None
+    if "thicker" not in found.vectors:
+        raise Skipped("arithmetic figure skipped: every test image has as much ink as the others")
     for i in range(2):
-        rows[f"thicker ({'class ' + str(y[i]) if y is not None else f'test image {i}'})"] = _decode(model, latent.attribute_sweep(z[i], thickness, ks),
-                                        None if labels is None else np.full(len(ks), labels[i]))
+        rows[f"thicker (test image {i}{'' if y is None else f', class {y[i]}'})"] = sweep(i, found.vector("thicker"))
     present = [] if y is None else np.unique(y).tolist()
     if len(present) >= 2 and not model.num_classes:
         source, target = (1, 7) if {1, 7} <= set(present) else present[:2]  # a 1 turning into a 7, for digits
-        pair = np.isin(y, [source, target])
-        morph = latent.attribute_vector(z[pair], y[pair] == target)
         example = int(np.flatnonzero(y == source)[0])
-        rows[f"class {source} -> class {target}"] = _decode(model, latent.attribute_sweep(z[example], morph, ks))
+        rows[f"class {source} -> class {target}"] = sweep(example, found.average(target) - found.average(source))
     attribute = run.config["options"].get("attribute")
-    if attribute:  # a binary attribute of the data (CelebA's Smiling, ...), added to images without it
+    if attribute:
         _, has = run.splits.sample("test", attribute=attribute)  # the same images as x, other labels
-        s = latent.attribute_vector(z, has == 1)
         for i in np.flatnonzero(has == 0)[:2]:
-            rows[f"+ {attribute} #{i}"] = _decode(model, latent.attribute_sweep(z[i], s, ks),
-                                                  None if labels is None else np.full(len(ks), labels[i]))
-    plots.image_rows(rows, run.folder / "arithmetic.png",
+            rows[f"+ {attribute} #{i}"] = sweep(i, found.vector(attribute))
+    return rows
+
+
+def arithmetic(run) -> str:
+    """Latent arithmetic (:func:`arithmetic_rows`) as one figure."""
+    plots.image_rows(arithmetic_rows(run), run.folder / "arithmetic.png",
                      title=_title(run, "A, B, decode((zA + zB) / 2); then z + k s for k = -3..3"))
     return "arithmetic.png"
 

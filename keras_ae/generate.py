@@ -4,12 +4,16 @@
     python -m keras_ae.generate EXPORT --backend tflite --variant int8 --label 3 --seed 1
     python -m keras_ae.generate EXPORT --codes codes.npy            # decode given codes, shape [N, latent]
     python -m keras_ae.generate EXPORT --interpolate a.npy b.npy --steps 8
+    python -m keras_ae.generate EXPORT --average 7                  # the mean code of class 7, decoded
+    python -m keras_ae.generate EXPORT --codes z.npy --add Smiling=1.5 --add thicker=-1   # z + k s
+    python -m keras_ae.generate EXPORT --average all --walk main1 --steps 8               # z - 3 s .. z + 3 s
 
 EXPORT is a model folder ``<root>/<name>`` written by :mod:`keras_ae.export` (its latest version, or
 ``--version N``) or one version's folder ``<root>/<name>/<N>``. Codes are drawn from the model's prior
 as its ``metadata.json`` describes it (the N(0, I) of a VAE, or the Gaussian fitted to the training codes
 of a plain autoencoder) -- or, for a prior that is a model of its own (a VQ-VAE's PixelCNN over its code
-grid), by that prior's exported artifact -- decoded by the exported decoder only (a TF Serving
+grid), by that prior's exported artifact -- or edited along the export's code directions
+(:mod:`keras_ae.directions`: class means, attribute vectors, main directions) -- decoded by the exported decoder only (a TF Serving
 SavedModel, or a TFLite file run by ``ai_edge_litert``), and written as a PNG grid. An exported density
 (PixelCNN) is sampled pixel by pixel: by its SavedModel's ``sample`` signature, or on a device by its
 TFLite step file (``--backend tflite``), one call per pixel; both draw the same images for a seed, the
@@ -100,6 +104,31 @@ def load_density(export_dir, backend: str = "saved_model", version: int | None =
     return sample, metadata
 
 
+def load_completion(export_dir, backend: str = "saved_model", version: int | None = None):
+    """``complete(images, start, labels=None, seed=0) -> images`` of an exported density: the elements from
+    raster index ``start`` on drawn given those before (the SavedModel's ``complete`` signature, or the TFLite
+    step file once per element), with the uniforms of :func:`keras_ae.serving.uniforms` from ``seed``."""
+    metadata = serving.read_metadata(export_dir, version)
+    if "density" not in serving.networks(metadata):
+        raise InputError(f"{metadata['model_dir']} is not a density (it has {', '.join(serving.networks(metadata))})")
+    shape, levels = tuple(metadata["density"]["shape"]), metadata["density"]["levels"]
+    signature = "complete" if backend == "saved_model" else "step"
+    run = _load(export_dir, "density", backend, "float32", metadata["version"], signature=signature)[1]
+
+    def complete(images, start: int, labels=None, seed=0) -> np.ndarray:
+        images = serving.check_array(images, "images", shape, value_range=(0.0, 1.0))
+        label, uniforms = _label_input(metadata, labels, len(images)), serving.uniforms(seed, len(images), shape)
+        if backend == "saved_model":
+            return run({"images": images, "uniforms": uniforms, "start": np.int32(start), **label})["images"]
+        # what the model observes (as the SavedModel's density.observed): binary pixels, or the levels
+        values = ((images >= 0.5) if levels == 2 else np.round(images * (levels - 1)) / (levels - 1)).astype(np.float32)
+        for position in range(int(start), int(np.prod(shape))):
+            values = run({"images": values, "uniforms": uniforms, "position": np.int32(position), **label})["images"]
+        return values
+
+    return complete
+
+
 def load_prior(export_dir, backend: str = "saved_model", version: int | None = None):
     """``sample(num, seed=0) -> codes`` of an export whose prior is a model of its own (a VQ-VAE's PixelCNN
     prior): codebook indices [num, *code shape], drawn by its ``prior`` artifact."""
@@ -184,7 +213,15 @@ def build_parser(prog: str = "python -m keras_ae.generate") -> argparse.Argument
                                                       "(metadata.json's code)")
     codes.add_argument("--interpolate", nargs=2, metavar=("A_NPY", "B_NPY"),
                        help="decode the straight line between two codes (.npy of latent_dim values each)")
-    parser.add_argument("--steps", type=int, default=8, help="codes on the --interpolate line (default: 8)")
+    codes.add_argument("--average", metavar="CLASS", help="decode the mean test code of a class (or of 'all'), from "
+                                                          "the export's code directions")
+    parser.add_argument("--add", action="append", default=[], metavar="NAME=K",
+                        help="add K times the export's direction NAME to every code (z + K s; repeatable), e.g. "
+                             "Smiling=1.5, thicker=-1, main1=2")
+    parser.add_argument("--walk", metavar="NAME", help="decode each code walked along direction NAME: --steps codes "
+                                                       "z + k s, k from -3 to 3 (one row per code)")
+    parser.add_argument("--steps", type=int, default=8, help="codes on the --interpolate line or the --walk "
+                                                             "(default: 8)")
     parser.add_argument("--backend", choices=BACKENDS, default="saved_model",
                         help="which exported decoder runs (default: saved_model)")
     parser.add_argument("--variant", choices=VARIANTS, default="float32",
@@ -224,6 +261,26 @@ def _codes_and_columns(args, metadata: dict) -> tuple[np.ndarray, int]:
     return codes, metadata["num_classes"] if conditional else math.ceil(math.sqrt(len(codes)))
 
 
+def _edits(args) -> bool:
+    return bool(args.average is not None or args.add or args.walk)
+
+
+def _edited(args, metadata: dict) -> tuple[np.ndarray, int]:
+    """The codes the flags ask for, edited along the export's code directions (--average, --add, --walk)."""
+    from keras_ae import directions
+
+    additions = [directions.parse_addition(text) for text in args.add]
+    found = serving.read_directions(metadata)
+    if args.average is not None:
+        codes, columns = found.average(args.average)[None], 1
+    else:
+        codes, columns = _codes_and_columns(args, metadata)
+    codes = found.edited(serving.check_codes(codes, metadata["code"]), additions)
+    if args.walk:
+        return found.walk(codes, args.walk, args.steps), args.steps
+    return codes, columns if len(codes) > 1 else 1
+
+
 def generate(args: argparse.Namespace) -> Path:
     """Decode the codes the flags ask for and write the grid; return its path."""
     if args.backend == "saved_model" and args.variant != "float32":
@@ -239,18 +296,22 @@ def generate(args: argparse.Namespace) -> Path:
         serving.check_labels(args.label, 1, metadata["num_classes"], metadata["name"])
     if serving.networks(metadata) == ("density",):
         return _generate_density(args, metadata)
-    codes, columns = _codes_and_columns(args, metadata)
+    codes, columns = _edited(args, metadata) if _edits(args) else _codes_and_columns(args, metadata)
     count = len(np.atleast_2d(codes))
     if count > MAX_IMAGES:
         raise InputError(f"--codes holds {count} codes; one grid takes at most {MAX_IMAGES}")
     labels = args.label
     if labels is None and metadata["num_classes"]:
-        labels = np.arange(count) % metadata["num_classes"]
+        labels = (np.full(count, int(args.average)) if str(args.average).isdigit() else
+                  np.arange(count) % metadata["num_classes"])
     images = load_decoder(args.export_dir, args.backend, args.variant, metadata["version"])(codes, labels)
     title = f"{metadata['name']} v{metadata['version']}: {args.backend} {args.variant}"
     if args.label is not None:
         title += f", label {args.label}"
-    by_class = metadata["num_classes"] and args.label is None and not args.interpolate  # column c: class c
+    if _edits(args):
+        title += "".join([f", average {args.average}" * (args.average is not None), *(f", + {t}" for t in args.add),
+                          f", walk {args.walk} k = -3..3" * bool(args.walk)])
+    by_class = metadata["num_classes"] and args.label is None and not (args.interpolate or _edits(args))  # column c: class c
     image_grid(images, args.out, columns, title=title,
                column_titles=[f"y = {c}" for c in range(columns)] if by_class else None)
     return Path(args.out)
@@ -267,9 +328,9 @@ def _announce(args: argparse.Namespace, metadata: dict, network: str) -> float:
 
 def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     """New images of an exported density, pixel by pixel (the time per image is printed), as a grid."""
-    if args.codes or args.interpolate:
+    if args.codes or args.interpolate or _edits(args):
         raise InputError(f"{metadata['model_dir']} is a density without codes ({metadata['model']}): it takes "
-                         f"no --codes or --interpolate, only --num{', --label' * bool(metadata['num_classes'])} "
+                         f"no --codes, --interpolate, --average, --add or --walk, only --num{', --label' * bool(metadata['num_classes'])} "
                          "and --seed")
     if args.variant != "float32":
         raise InputError(f"{metadata['model_dir']}: a density's TFLite file is float32 only")

@@ -242,6 +242,12 @@ def verified_artifact(metadata: dict, network: str, backend: str, variant: str) 
         raise ArtifactError(f"{model_dir / metadata_path(metadata['version'])}: {len(found)} entries for the "
                             f"{backend} {network} {variant}; export the run again")
     (name, entry), = found
+    return _checked_file(metadata, name, entry)
+
+
+def _checked_file(metadata: dict, name: str, entry: dict) -> Path:
+    """The path of artifact ``name`` of a version, inside its model folder, after checking its sha256."""
+    model_dir = Path(metadata["model_dir"])
     try:
         path = confined(model_dir, name, model_dir / metadata_path(metadata["version"]))
     except KerasAEError as error:
@@ -254,6 +260,29 @@ def verified_artifact(metadata: dict, network: str, backend: str, variant: str) 
                             f"{str(entry.get('sha256'))[:12]}..., the file is {actual[:12]}...): it changed after "
                             "export; export the run again")
     return path
+
+
+def read_directions(metadata: dict):
+    """The code directions of a version (:class:`keras_ae.directions.Directions`), after checking their sha256;
+    an ArtifactError saying why when it has none."""
+    from keras_ae import directions
+
+    where = f"{metadata['model_dir']} version {metadata['version']}"
+    if metadata["latent_dim"] is None:
+        code = metadata["code"]
+        raise ArtifactError(f"{where}: code directions do not apply to {metadata.get('model')}: they take flat "
+                            "real-valued codes, and it has " + ("none (a density)" if code is None else
+                                                                f"{code['dtype']} codes of shape {code['shape']}"))
+    described = metadata.get("directions")
+    name = f"{metadata['version']}/{directions.FILE}"
+    if not isinstance(described, dict) or name not in metadata["artifacts"]:
+        raise ArtifactError(f"{where} has no code directions (exported with --no-directions, or by keras_ae "
+                            "0.3); export the run again")
+    path = _checked_file(metadata, name, metadata["artifacts"][name])
+    try:
+        return directions.Directions.from_file(path, described, metadata["latent_dim"])
+    except InputError as error:
+        raise ArtifactError(str(error)) from None
 
 
 def check_signature(metadata: dict, network: str, inputs: dict, path, function: str = "log_prob") -> None:
