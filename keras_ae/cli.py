@@ -5,6 +5,7 @@
     keras-ae export runs/vae-conv-mnist
     keras-ae generate export/vae-conv-mnist --num 64
     keras-ae compare runs/*
+    keras-ae explore export/vae-conv-mnist
 
 Each command is the module of the same name (``train.py`` and ``python -m keras_ae.<command>`` work too);
 ``keras-ae COMMAND --help`` shows its flags.
@@ -19,7 +20,8 @@ COMMANDS = {"train": "train a model of the zoo into a run folder",
             "evaluate": "evaluate run folders: report.md, report.json and the figures",
             "export": "export a run: TF Serving SavedModels, TFLite files and metadata.json",
             "generate": "decode codes with an exported decoder (no Keras, no encoder) into a PNG grid",
-            "compare": "one markdown table of evaluated runs"}
+            "compare": "one markdown table of evaluated runs",
+            "explore": "a local web app over an export: sliders, class means, attributes, your images"}
 
 
 def main(argv=None) -> int:

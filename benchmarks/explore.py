@@ -1,0 +1,133 @@
+"""keras-ae explore over a conv VAE trained on mnist-small: slider latency, memory, and the README's screenshot.
+
+    KERAS_AE_DATA=../shared/datasets python benchmarks/explore.py --epochs 20
+
+Trains a conv VAE (``--latent-dim``, default 32: sliders along the two main directions) on mnist-small and
+exports it, then starts ``keras-ae explore EXPORT`` as a user would, in its own process, and measures:
+
+- the time from a slider move to the new image through ``gradio_client`` (the ``/decode`` endpoint, the one
+  every slider's change calls), over ``--requests`` moves to random positions: median and 90th percentile;
+- the server's resident memory after 10 requests and after 1,000;
+- a screenshot of the page in headless Chromium after a slider move: ``docs/figures/explore/explore.png``.
+
+Writes ``benchmarks/results/explore.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_ae.train import parse_args, run
+
+from common import benchmark_parser  # benchmarks/common.py, beside this script
+
+RESULTS = Path(__file__).parent / "results"
+FIGURE = Path(__file__).parent.parent / "docs" / "figures" / "explore" / "explore.png"
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def wait_for(port: int, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+def screenshot(url: str, path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+
+        def shown():
+            return next((i.get_attribute("src") for i in driver.find_elements(By.CSS_SELECTOR, "img")
+                         if "image.png" in (i.get_attribute("src") or "")), None)
+
+        first = wait.until(lambda _: shown())
+        number = driver.find_elements(By.CSS_SELECTOR, "input[type=number]")[0]
+        number.clear()
+        number.send_keys("1.5\n")
+        wait.until(lambda _: shown() not in (None, first))
+        time.sleep(1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(path))
+    finally:
+        driver.quit()
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, epochs=20, latent_dim=32)
+    parser.add_argument("--requests", type=int, default=1000, help="slider moves sent through gradio_client")
+    parser.add_argument("--port", type=int, default=7871)
+    options = parser.parse_args()
+    from gradio_client import Client
+
+    root = Path(options.run_root)
+    run_dir, export_root = root / "explore-vae-conv", root / "export"
+    start = time.monotonic()
+    run(parse_args(["--model", "vae", "--arch", "conv", "--latent-dim", str(options.latent_dim), "--binarize",
+                    "--dataset", options.dataset, "--epochs", str(options.epochs), "--seed", str(options.seed),
+                    "--run-dir", str(run_dir), "--overwrite", "--verbose", "2", "--no-evaluate",
+                    "--export-root", str(export_root), "--export-name", run_dir.name]))
+    train_seconds = time.monotonic() - start
+    export_dir = export_root / run_dir.name
+    server = subprocess.Popen([sys.executable, "-m", "keras_ae.cli", "explore", str(export_dir), "--port",
+                               str(options.port)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(options.port)
+        url = f"http://127.0.0.1:{options.port}/"
+        client = Client(url, verbose=False)
+        rng = np.random.default_rng(options.seed)
+        sliders = len(client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/decode"]
+                      ["parameters"]) - 1
+        seconds, memory = [], {}
+        for i in range(1, options.requests + 1):
+            values = rng.uniform(-3, 3, sliders).round(2).tolist()
+            began = time.perf_counter()
+            client.predict("all", *values, api_name="/decode")
+            seconds.append(time.perf_counter() - began)
+            if i in (10, options.requests):
+                memory[str(i)] = resident_mb(server.pid)
+        screenshot(url, FIGURE)
+    finally:
+        server.terminate()
+        server.wait(30)
+    latency = np.asarray(seconds[10:]) * 1000  # (the first calls warm the graph)
+    result = {"model": f"conv VAE, {options.latent_dim}-D, --binarize, {options.epochs} epochs on mnist-small",
+              "train_seconds": train_seconds, "requests": options.requests, "sliders": sliders,
+              "slider_to_image_ms": {"median": float(np.median(latency)), "p90": float(np.percentile(latency, 90)),
+                                     "mean": float(latency.mean())},
+              "server_resident_mb": memory,
+              "memory_growth": memory[str(options.requests)] / memory["10"] - 1, "screenshot": str(FIGURE)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "explore.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

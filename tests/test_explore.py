@@ -1,0 +1,201 @@
+"""keras-ae explore: the app over an export, driven through its API (gradio_client) and in a real browser.
+
+The app runs in this process on a free loopback port, over the exports of the session's zoo (tests/conftest.py).
+Each control is checked against what the export says it should give: a class-mean button gives the decoder's
+image of that mean, a slider moves the code along its axis, an upload's outlier score is the Keras model's.
+"""
+
+import shutil
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_ae import losses, runs
+
+gr = pytest.importorskip("gradio", reason='keras-ae explore needs the explore extra: pip install ".[explore]"')
+from gradio_client import Client, handle_file  # noqa: E402
+
+from keras_ae import explore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    """An app launched on loopback, its Explorer and a gradio_client Client of it."""
+
+    def __init__(self, export_dir):
+        self.explorer = explore.Explorer(export_dir)
+        self.app = explore.build_app(self.explorer)
+        self.port = free_port()
+        self.app.launch(server_name="127.0.0.1", server_port=self.port, prevent_thread_lock=True, quiet=True,
+                        max_file_size=explore.MAX_UPLOAD_BYTES)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.client = Client(self.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def served(zoo):
+    apps = {name: Served(zoo[name][1]) for name in ("vae", "cvae", "pixelcnn")}
+    yield apps
+    for app in apps.values():
+        app.app.close()
+
+
+def picture(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def zeros(explorer) -> list[float]:
+    return [0.0] * (len(explorer.axes) + len(explorer.attributes))
+
+
+def test_a_class_mean_button_shows_the_decoders_image_of_that_mean(served):
+    vae = served["vae"]
+    *values, image = vae.client.predict(api_name="/mean_7")
+    assert values[0] == "7" and all(v == 0 for v in values[1:])
+    expected = explore.to_picture(vae.explorer.decode(vae.explorer.directions.average(7)))
+    np.testing.assert_array_equal(picture(image), expected)
+    other = explore.to_picture(vae.explorer.decode(vae.explorer.directions.average(1)))
+    assert np.abs(picture(image).astype(int) - other).mean() > 1  # the classes' means differ
+
+
+def test_sliders_move_the_code_along_their_axis_and_attribute(served):
+    vae = served["vae"]
+    explorer = vae.explorer
+    assert list(explorer.axes) == [f"z{i}" for i in range(1, 9)]  # 8 units: a slider each
+    values = zeros(explorer)
+    values[0] = 2.0
+    values[-1] = 1.5  # + 1.5 thicker
+    moved = picture(vae.client.predict("all", *values, api_name="/decode"))
+    z = explorer.directions.average("all").copy()
+    z[0] += 2.0 * explorer.directions.spread[0]
+    z = z + 1.5 * explorer.directions.vector("thicker")
+    np.testing.assert_array_equal(moved, explore.to_picture(explorer.decode(z)))
+    still = picture(vae.client.predict("all", *zeros(explorer), api_name="/decode"))
+    assert np.abs(moved.astype(int) - still).mean() > 0.5
+
+
+def test_a_conditional_model_decodes_with_the_picked_class(served):
+    cvae = served["cvae"]
+    explorer = cvae.explorer
+    three = picture(cvae.client.predict("all", 3, *zeros(explorer), api_name="/decode"))
+    np.testing.assert_array_equal(three, explore.to_picture(explorer.decode(explorer.directions.average("all"), 3)))
+    five = picture(cvae.client.predict("all", 5, *zeros(explorer), api_name="/decode"))
+    assert np.abs(three.astype(int) - five).mean() > 0.5
+
+
+def test_the_interpolation_strip_runs_between_the_chosen_means(served):
+    vae = served["vae"]
+    strip = picture(vae.client.predict("1", "7", 5, api_name="/interpolate"))
+    explorer = vae.explorer
+    ends = explorer.decode(np.stack([explorer.directions.average(1), explorer.directions.average(7)]))
+    width = strip.shape[1] // 5
+    np.testing.assert_array_equal(strip[:, :width], explore.to_picture(ends[:1]))
+    np.testing.assert_array_equal(strip[:, -width:], explore.to_picture(ends[1:]))
+
+
+def test_an_uploads_outlier_score_is_the_keras_models_and_its_percentile_the_test_splits(served, zoo, tmp_path):
+    vae = served["vae"]
+    run = runs.load_run(zoo["vae"][0])
+    x, _ = run.splits.sample("test")
+    pixels = np.round(x[3] * 255).astype(np.uint8)
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "digit.png")
+    seen, rebuilt, verdict = vae.client.predict(handle_file(str(tmp_path / "digit.png")), api_name="/upload")
+    image = (pixels / 255.0).astype("float32")[None]
+    score = float(np.asarray(losses.squared_error(image, run.model.decode(run.model.encode(image))))[0])
+    shown = float(verdict.split("Outlier score ")[1].split(" ")[0])
+    assert shown == pytest.approx(score, abs=2e-3)
+    percentile = 100 * np.mean(vae.explorer.directions.scores <= vae.explorer.analyse(image[0])["score"])
+    assert f"({percentile:.1f}th percentile" in verdict
+    assert "resized" not in verdict and picture(rebuilt).shape == picture(seen).shape
+
+
+def test_bad_uploads_get_a_message_and_the_server_keeps_serving(served, tmp_path):
+    vae = served["vae"]
+    (tmp_path / "notes.png").write_text("not an image")
+    seen, rebuilt, verdict = vae.client.predict(handle_file(str(tmp_path / "notes.png")), api_name="/upload")
+    assert seen is None and rebuilt is None and verdict == "**Not done:** notes.png is not an image " \
+                                                           "(UnidentifiedImageError)"
+    Image.fromarray(np.full((40, 30, 3), 200, np.uint8)).save(tmp_path / "big.png")
+    _, _, verdict = vae.client.predict(handle_file(str(tmp_path / "big.png")), api_name="/upload")
+    assert "resized from 30x40 to the model's 8x8" in verdict
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (explore.MAX_UPLOAD_BYTES + 1))
+    with pytest.raises(Exception, match="(?i)file size|too large|exceed"):
+        vae.client.predict(handle_file(str(huge)), api_name="/upload")
+    with pytest.raises(Exception):  # and on the Explorer itself (a larger limit, or no Gradio in between)
+        vae.explorer.read_upload(huge)
+    assert picture(vae.client.predict(*["all", *zeros(vae.explorer)], api_name="/decode")).size > 0
+
+
+def test_a_density_draws_samples_and_completes_the_bottom_half(served, tmp_path):
+    density = served["pixelcnn"]
+    explorer = density.explorer
+    drawn = picture(density.client.predict(3, api_name="/sample"))
+    np.testing.assert_array_equal(drawn, explore.to_picture(explorer.samples(3)))
+    pixels = np.zeros((8, 8), np.uint8)
+    pixels[:4, 2:6] = 255
+    Image.fromarray(pixels).save(tmp_path / "top.png")
+    completed, note = density.client.predict(handle_file(str(tmp_path / "top.png")), 0, api_name="/complete")
+    top = picture(completed)[: picture(completed).shape[0] // 2]
+    np.testing.assert_array_equal(top, explore.to_picture((pixels[None, :4, :, None] / 255.0)))
+
+
+def test_the_command_refuses_what_it_cannot_serve_in_one_line(zoo, tmp_path, capsys):
+    def refused(argv) -> str:
+        assert explore.main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: "), err
+        return err
+
+    assert "no metadata.json" in refused([tmp_path])
+    assert "do not apply to vqvae" in refused([zoo["vqvae"][1]])
+    copy = shutil.copytree(zoo["vae"][1], tmp_path / "vae")
+    (copy / "1" / "directions.npz").write_bytes(b"tampered")
+    assert "sha256 mismatch" in refused([copy])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert f"port {port} on 127.0.0.1 is in use" in refused([zoo["vae"][1], "--port", port])
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no headless Chromium here: apt-get install chromium "
+                                                            "chromium-driver (.ci/run does)")
+def test_in_a_real_browser_a_slider_changes_the_shown_image(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(served["vae"].url)
+        wait = WebDriverWait(driver, 60)
+
+        def shown():
+            images = driver.find_elements(By.CSS_SELECTOR, "img")
+            return next((i.get_attribute("src") for i in images if "image.png" in (i.get_attribute("src") or "")), None)
+
+        first = wait.until(lambda _: shown())
+        number = driver.find_elements(By.CSS_SELECTOR, "input[type=number]")[0]  # the first slider's number box
+        number.clear()
+        number.send_keys("2.5\n")
+        wait.until(lambda _: shown() not in (None, first))
+        driver.save_screenshot(str(tmp_path / "explore.png"))
+        assert (tmp_path / "explore.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
