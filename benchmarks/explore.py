@@ -84,20 +84,22 @@ def main() -> None:
     parser = benchmark_parser(__doc__, epochs=20, latent_dim=32)
     parser.add_argument("--requests", type=int, default=1000, help="slider moves sent through gradio_client")
     parser.add_argument("--port", type=int, default=7871)
+    parser.add_argument("--export", default=None, help="measure this export instead of training one")
     options = parser.parse_args()
     from gradio_client import Client
 
     root = Path(options.run_root)
     run_dir, export_root = root / "explore-vae-conv", root / "export"
     start = time.monotonic()
-    run(parse_args(["--model", "vae", "--arch", "conv", "--latent-dim", str(options.latent_dim), "--binarize",
-                    "--dataset", options.dataset, "--epochs", str(options.epochs), "--seed", str(options.seed),
-                    "--run-dir", str(run_dir), "--overwrite", "--verbose", "2", "--no-evaluate",
-                    "--export-root", str(export_root), "--export-name", run_dir.name]))
+    if options.export is None:
+        run(parse_args(["--model", "vae", "--arch", "conv", "--latent-dim", str(options.latent_dim), "--binarize",
+                        "--dataset", options.dataset, "--epochs", str(options.epochs), "--seed", str(options.seed),
+                        "--run-dir", str(run_dir), "--overwrite", "--verbose", "2", "--no-evaluate",
+                        "--export-root", str(export_root), "--export-name", run_dir.name]))
     train_seconds = time.monotonic() - start
-    export_dir = export_root / run_dir.name
+    export_dir = Path(options.export) if options.export else export_root / run_dir.name
     server = subprocess.Popen([sys.executable, "-m", "keras_ae.cli", "explore", str(export_dir), "--port",
-                               str(options.port)], stderr=subprocess.PIPE, text=True)
+                               str(options.port)], stderr=subprocess.DEVNULL)
     try:
         wait_for(options.port)
         url = f"http://127.0.0.1:{options.port}/"
@@ -118,7 +120,8 @@ def main() -> None:
         server.terminate()
         server.wait(30)
     latency = np.asarray(seconds[10:]) * 1000  # (the first calls warm the graph)
-    result = {"model": f"conv VAE, {options.latent_dim}-D, --binarize, {options.epochs} epochs on mnist-small",
+    result = {"export": str(export_dir),
+              "model": f"conv VAE, {options.latent_dim}-D, --binarize, {options.epochs} epochs on mnist-small",
               "train_seconds": train_seconds, "requests": options.requests, "sliders": sliders,
               "slider_to_image_ms": {"median": float(np.median(latency)), "p90": float(np.percentile(latency, 90)),
                                      "mean": float(latency.mean())},

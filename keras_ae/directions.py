@@ -10,7 +10,8 @@ From the codes of a run's test images (the evaluation's sample of the test split
   - ``main1``, ``main2``: the two main directions of the codes, each one standard deviation long (the
     plane of the manifold figure);
 - **scores**: the test images' outlier scores through the export's own path (squared reconstruction error,
-  summed over pixels, of the decoded code), sorted: where a new image's score falls among them.
+  summed over pixels, of the decoded code), sorted: where a new image's score falls among them;
+- **spread**: each code unit's standard deviation over those codes (the explorer's slider unit).
 
 The arithmetic figure draws with them; an export writes them to ``<version>/directions.npz`` (its sha256 in
 metadata.json), and :mod:`keras_ae.generate` applies them (``--average``, ``--add``, ``--walk``) without the
@@ -90,7 +91,8 @@ class Directions:
         scores, spread = found.pop("scores", None), found.pop("spread", None)
         averages = {k.removeprefix("average:"): v for k, v in found.items() if k.startswith("average:")}
         vectors = {k.removeprefix("vector:"): v for k, v in found.items() if k.startswith("vector:")}
-        if (sorted(averages) != sorted(described.get("averages", [])) or sorted(vectors) != sorted(described.get("vectors", {}))
+        if (sorted(averages) != sorted(described.get("averages", []))
+                or sorted(vectors) != sorted(described.get("vectors", {}))
                 or any(v.shape != (latent_dim,) or v.dtype != np.float32 for v in found.values())
                 or scores is None or scores.ndim != 1 or len(scores) == 0
                 or spread is None or spread.shape != (latent_dim,)):
@@ -146,15 +148,13 @@ def of_run(run) -> Directions:
     if code is None or not code.flat:
         raise ConfigError(f"code directions take flat real-valued codes; {type(run.model).__name__} has "
                           + ("none" if code is None else f"{code.dtype} codes of shape {code.shape}"))
-    from keras_ae import losses
-    from keras_ae.models.base import in_batches
-
     model = run.model
     x, y = run.splits.sample("test")
     labels = y if model.num_classes else None
     z = model.codes(x, labels)
-    scores = in_batches(lambda images, given: losses.squared_error(images, model.decode(model.encode(images, given),
-                                                                                        given)), x, labels)
+    decoded = np.concatenate([np.asarray(model.decode(z[i:i + 256], None if labels is None else labels[i:i + 256]))
+                              for i in range(0, len(z), 256)])
+    scores = np.square(x - decoded).reshape(len(x), -1).sum(axis=1)  # (what the explorer computes for an upload)
     chosen = run.config["options"].get("attribute")
     names = [chosen] if chosen else run.splits.attributes
     attributes = {name: run.splits.sample("test", attribute=name)[1] for name in names}

@@ -156,9 +156,12 @@ def pca_baseline(latent_dim: int, train_x, batches) -> dict:
             "train_images": len(flat)}
 
 
-def findings(model, metrics: dict) -> list[str]:
+def findings(model, metrics: dict, run=None) -> list[str]:
     """What the metrics say, in words: the model's own findings (PCA beaten or not, a collapse, a density's
-    exact likelihood, ...), then what the codes are good for where it was measured."""
+    exact likelihood, ...), then what the codes are good for where it was measured, and the presets that
+    train this model on the literature's protocol (for figures that sit beside the papers')."""
+    from keras_ae import presets
+
     lines = list(model.findings(metrics))
     if "probe" in metrics:
         codes, pixels = metrics["probe"]["codes"]["logistic"], metrics["probe"]["pixels"]["logistic"]
@@ -169,6 +172,11 @@ def findings(model, metrics: dict) -> list[str]:
         lines.append(f"compression: {compressed['raw_bytes']} bytes of pixels -> {compressed['int8']['bytes']} bytes "
                      f"of 8-bit code ({compressed['raw_bytes'] / compressed['int8']['bytes']:.1f}x) at "
                      f"{compressed['int8']['psnr']:.1f} dB")
+    if run is not None:
+        dataset = Path(str(run.config["data"]["load"]["name"])).stem
+        for name in presets.on_protocol(run.config["options"].get("model"), dataset):
+            lines.append(f"for the published protocol, see the preset {name} ({presets.about(name)['figure']}): "
+                         f"python train.py --config {name}")
     return lines
 
 
@@ -277,7 +285,7 @@ def evaluate(run, likelihood_samples: int = 100, sample_images: int = SAMPLE_IMA
                           "train_images": len(splits.train)},
               "architecture": model.architecture, "code": None if code is None else code.describe(),
               "images": images, "metrics": metrics, "notes": notes}
-    return {**report, "findings": findings(model, metrics)}
+    return {**report, "findings": findings(model, metrics, run)}
 
 
 def sampling_time(model, count: int = 4) -> dict:

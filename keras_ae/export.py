@@ -96,7 +96,8 @@ def export_model(model, out_dir=DEFAULT_ROOT, name: str | None = None, version: 
     retrained model adds a version a model server picks up. ``quantize=False`` writes only the
     float32 TFLite decoder and encoder. ``about`` adds entries to metadata.json (export_run gives the
     run's dataset and test metrics). ``directions`` (:class:`keras_ae.directions.Directions`, which
-    export_run computes from the run's test images) goes to ``<version>/directions.npz``. Returns the version's folder ``<out_dir>/<name>/<version>``.
+    export_run computes from the run's test images) goes to ``<version>/directions.npz``. Returns the
+    version's folder ``<out_dir>/<name>/<version>``.
     """
     from keras_ae.models import is_zoo_model
 

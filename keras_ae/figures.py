@@ -171,7 +171,8 @@ def arithmetic_rows(run) -> dict[str, np.ndarray]:
     ks = directions.SWEEP
 
     def sweep(i, s):
-        return _decode(model, latent.attribute_sweep(z[i], s, ks), None if labels is None else np.full(len(ks), labels[i]))
+        return _decode(model, latent.attribute_sweep(z[i], s, ks),
+                       None if labels is None else np.full(len(ks), labels[i]))
 
     rows = {}
     for a, b in _pairs(y, 2):

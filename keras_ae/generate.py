@@ -13,7 +13,8 @@ EXPORT is a model folder ``<root>/<name>`` written by :mod:`keras_ae.export` (it
 as its ``metadata.json`` describes it (the N(0, I) of a VAE, or the Gaussian fitted to the training codes
 of a plain autoencoder) -- or, for a prior that is a model of its own (a VQ-VAE's PixelCNN over its code
 grid), by that prior's exported artifact -- or edited along the export's code directions
-(:mod:`keras_ae.directions`: class means, attribute vectors, main directions) -- decoded by the exported decoder only (a TF Serving
+(:mod:`keras_ae.directions`: class means, attribute vectors, main directions) -- decoded by the exported
+decoder only (a TF Serving
 SavedModel, or a TFLite file run by ``ai_edge_litert``), and written as a PNG grid. An exported density
 (PixelCNN) is sampled pixel by pixel: by its SavedModel's ``sample`` signature, or on a device by its
 TFLite step file (``--backend tflite``), one call per pixel; both draw the same images for a seed, the
@@ -311,7 +312,8 @@ def generate(args: argparse.Namespace) -> Path:
     if _edits(args):
         title += "".join([f", average {args.average}" * (args.average is not None), *(f", + {t}" for t in args.add),
                           f", walk {args.walk} k = -3..3" * bool(args.walk)])
-    by_class = metadata["num_classes"] and args.label is None and not (args.interpolate or _edits(args))  # column c: class c
+    # column c: class c
+    by_class = metadata["num_classes"] and args.label is None and not (args.interpolate or _edits(args))
     image_grid(images, args.out, columns, title=title,
                column_titles=[f"y = {c}" for c in range(columns)] if by_class else None)
     return Path(args.out)
@@ -330,7 +332,8 @@ def _generate_density(args: argparse.Namespace, metadata: dict) -> Path:
     """New images of an exported density, pixel by pixel (the time per image is printed), as a grid."""
     if args.codes or args.interpolate or _edits(args):
         raise InputError(f"{metadata['model_dir']} is a density without codes ({metadata['model']}): it takes "
-                         f"no --codes, --interpolate, --average, --add or --walk, only --num{', --label' * bool(metadata['num_classes'])} "
+                         "no --codes, --interpolate, --average, --add or --walk, only "
+                         f"--num{', --label' * bool(metadata['num_classes'])} "
                          "and --seed")
     if args.variant != "float32":
         raise InputError(f"{metadata['model_dir']}: a density's TFLite file is float32 only")

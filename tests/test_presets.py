@@ -56,3 +56,23 @@ def test_a_preset_whose_flags_no_longer_exist_is_refused_naming_them(tmp_path, m
     with pytest.raises(SystemExit) as stop:
         train.parse_args(["--config", "old"])
     assert stop.value.code == 2 and "unknown flags iwae_k_max" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_report_on_other_data_names_the_presets_on_the_literatures_protocol():
+    from types import SimpleNamespace
+
+    from keras_ae import evaluate
+
+    assert presets.on_protocol("pixelcnn", "mnist") == ["pixelcnn-binarized-mnist"]
+    assert presets.on_protocol("pixelcnn", "binarized_mnist") == []
+    assert presets.on_protocol("pca", "mnist") == []
+    model = SimpleNamespace(findings=lambda metrics: [])
+
+    def run(dataset):
+        return SimpleNamespace(config={"options": {"model": "pixelrnn"}, "data": {"load": {"name": dataset}}})
+
+    lines = evaluate.findings(model, {}, run("mnist"))
+    assert lines == [f"for the published protocol, see the preset pixelrnn-diagonal-binarized-mnist "
+                     f"({presets.about('pixelrnn-diagonal-binarized-mnist')['figure']}): "
+                     "python train.py --config pixelrnn-diagonal-binarized-mnist"]
+    assert evaluate.findings(model, {}, run("/data/binarized_mnist.npz")) == []

@@ -15,6 +15,7 @@ from keras_ae.errors import ConfigError
 
 FOLDER = Path(__file__).parent
 ABOUT = ("row", "figure", "minutes", "measured")  # the keys of a preset's [preset] table
+PROTOCOL_DATASETS = ("binarized_mnist", "mnist60k")  # the data of the literature's protocols
 
 
 def names() -> list[str]:
@@ -45,3 +46,14 @@ def listing() -> str:
         lines.append(f"{name}\n    reached: {table['figure']} in {table['minutes']:g} min ({table['measured']})\n"
                      f"    reproduces: {table['row']}\n    run: python train.py --config {name}")
     return "\n".join(lines)
+
+
+def on_protocol(model: str, dataset: str) -> list[str]:
+    """The presets that train ``model`` on a dataset of the literature's protocol other than ``dataset``:
+    what a report on other data points to for figures that sit beside the papers'."""
+    found = []
+    for name in names():
+        flags = tomllib.loads(FOLDER.joinpath(f"{name}.toml").read_text())
+        if flags.get("model") == model and flags.get("dataset") in PROTOCOL_DATASETS and flags["dataset"] != dataset:
+            found.append(name)
+    return found
