@@ -126,6 +126,10 @@ def test_every_model_exports_a_complete_verified_layout(name, runs, exports, exp
     if "decoder" in networks:
         expected |= set(TFLITE)
     expected |= {f"1/{network}.tflite" for network in set(networks) & {"density", "prior"}}
+    if metadata["latent_dim"] is not None:  # flat codes: their directions too
+        expected.add("1/directions.npz")
+        assert metadata["artifacts"]["1/directions.npz"]["kind"] == "directions"
+    assert (metadata["directions"] is None) == (metadata["latent_dim"] is None)
     assert set(metadata["artifacts"]) == expected
     for network in networks:
         assert (export_dir / network / "1" / "saved_model.pb").is_file()
