@@ -6,9 +6,13 @@ Trains a conv VAE (``--latent-dim``, default 32: sliders along the two main dire
 exports it, then starts ``keras-ae explore EXPORT`` as a user would, in its own process, and measures:
 
 - the time from a slider move to the new image through ``gradio_client`` (the ``/decode`` endpoint, the one
-  every slider's change calls), over ``--requests`` moves to random positions: median and 90th percentile;
+  every slider's change calls), over ``--requests`` moves to random positions: median and 90th percentile,
+  with the client's own download of the picture, and with the client told not to download (as a browser
+  page gets the new picture's URL) and the PNG fetched from that URL; and the same client's time for an
+  endpoint that does nothing (echoing a string), gradio_client's own floor here;
 - the server's resident memory after 10 requests and after 1,000;
-- a screenshot of the page in headless Chromium after a slider move: ``docs/figures/explore/explore.png``.
+- in headless Chromium, the time from a change of the first slider's value to the new picture loaded in the
+  page (a MutationObserver on the picture), over 40 moves; then a screenshot: ``docs/figures/explore/explore.png``.
 
 Writes ``benchmarks/results/explore.json``.
 """
@@ -22,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from keras_ae.train import parse_args, run
@@ -49,7 +54,28 @@ def wait_for(port: int, seconds: float = 300) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
 
 
-def screenshot(url: str, path: Path) -> None:
+WATCH = """
+const done = arguments[arguments.length - 1];
+const picture = () => [...document.querySelectorAll('img')].find(i => (i.src || '').includes('image.png'));
+const before = picture().src, box = document.querySelectorAll('input[type=number]')[0], t0 = performance.now();
+const observer = new MutationObserver(() => {
+  const now = picture();
+  if (now && now.src !== before) {
+    const finish = () => { observer.disconnect(); done(performance.now() - t0); };
+    if (now.complete) finish(); else now.onload = finish;
+  }
+});
+observer.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+box.value = arguments[0];
+box.dispatchEvent(new Event('input', {bubbles: true}));
+box.dispatchEvent(new Event('change', {bubbles: true}));
+box.blur();
+"""
+
+
+def in_the_browser(url: str, path: Path, moves: int = 40) -> dict:
+    """Milliseconds from a slider value change to the new picture loaded, in headless Chromium; then a
+    screenshot of the page to ``path``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -62,22 +88,39 @@ def screenshot(url: str, path: Path) -> None:
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
         driver.get(url)
-        wait = WebDriverWait(driver, 60)
-
-        def shown():
-            return next((i.get_attribute("src") for i in driver.find_elements(By.CSS_SELECTOR, "img")
-                         if "image.png" in (i.get_attribute("src") or "")), None)
-
-        first = wait.until(lambda _: shown())
-        number = driver.find_elements(By.CSS_SELECTOR, "input[type=number]")[0]
-        number.clear()
-        number.send_keys("1.5\n")
-        wait.until(lambda _: shown() not in (None, first))
+        WebDriverWait(driver, 60).until(lambda _: any("image.png" in (i.get_attribute("src") or "")
+                                                      for i in driver.find_elements(By.CSS_SELECTOR, "img")))
+        driver.set_script_timeout(20)
+        times = [driver.execute_async_script(WATCH, f"{(i % 50) / 10 - 2.5:.2f}") for i in range(moves)]
+        driver.execute_async_script(WATCH, "1.5")
         time.sleep(1)
         path.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(path))
     finally:
         driver.quit()
+    ms = np.asarray(times[5:])
+    return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "moves": moves}
+
+
+def gradio_client_floor(calls: int = 200) -> dict:
+    """gradio_client's own time for a round trip that does nothing: an echo app on loopback."""
+    import gradio as gr
+    from gradio_client import Client
+
+    with gr.Blocks() as app:
+        text = gr.Textbox()
+        gr.Button().click(lambda value: value, text, text, api_name="echo", queue=False)
+    app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        client, times = Client(app.local_url, verbose=False), []
+        for _ in range(calls):
+            began = time.perf_counter()
+            client.predict("a", api_name="/echo")
+            times.append(time.perf_counter() - began)
+    finally:
+        app.close()
+    ms = np.asarray(times[10:]) * 1000
+    return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90))}
 
 
 def main() -> None:
@@ -98,33 +141,42 @@ def main() -> None:
                         "--export-root", str(export_root), "--export-name", run_dir.name]))
     train_seconds = time.monotonic() - start
     export_dir = Path(options.export) if options.export else export_root / run_dir.name
+    root.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen([sys.executable, "-m", "keras_ae.cli", "explore", str(export_dir), "--port",
-                               str(options.port)], stderr=subprocess.DEVNULL)
+                               str(options.port)], stderr=(root / "explore-server.log").open("w"))
     try:
         wait_for(options.port)
         url = f"http://127.0.0.1:{options.port}/"
-        client = Client(url, verbose=False)
+        client, by_url = Client(url, verbose=False), Client(url, verbose=False, download_files=False)
         rng = np.random.default_rng(options.seed)
         sliders = len(client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/decode"]
                       ["parameters"]) - 1
-        seconds, memory = [], {}
+        seconds, memory = {"downloaded": [], "fetched": []}, {}
         for i in range(1, options.requests + 1):
             values = rng.uniform(-3, 3, sliders).round(2).tolist()
             began = time.perf_counter()
             client.predict("all", *values, api_name="/decode")
-            seconds.append(time.perf_counter() - began)
+            seconds["downloaded"].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            picture = httpx.get(by_url.predict("all", *values, api_name="/decode")["url"])
+            assert picture.content.startswith(b"\x89PNG")
+            seconds["fetched"].append(time.perf_counter() - began)
             if i in (10, options.requests):
                 memory[str(i)] = resident_mb(server.pid)
-        screenshot(url, FIGURE)
+        floor = gradio_client_floor()
+        browser = in_the_browser(url, FIGURE)
     finally:
         server.terminate()
         server.wait(30)
-    latency = np.asarray(seconds[10:]) * 1000  # (the first calls warm the graph)
+    def summary(times) -> dict:
+        ms = np.asarray(times[10:]) * 1000  # (the first calls warm the graph)
+        return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean())}
+
     result = {"export": str(export_dir),
               "model": f"conv VAE, {options.latent_dim}-D, --binarize, {options.epochs} epochs on mnist-small",
               "train_seconds": train_seconds, "requests": options.requests, "sliders": sliders,
-              "slider_to_image_ms": {"median": float(np.median(latency)), "p90": float(np.percentile(latency, 90)),
-                                     "mean": float(latency.mean())},
+              "slider_to_image_ms": {how: summary(times) for how, times in seconds.items()},
+              "gradio_client_floor_ms": floor, "browser_slider_to_image_ms": browser,
               "server_resident_mb": memory,
               "memory_growth": memory[str(options.requests)] / memory["10"] - 1, "screenshot": str(FIGURE)}
     RESULTS.mkdir(exist_ok=True)
