@@ -5,11 +5,11 @@
 Trains a conv VAE (``--latent-dim``, default 32: sliders along the two main directions) on mnist-small and
 exports it, then starts ``keras-ae explore EXPORT`` as a user would, in its own process, and measures:
 
-- the time from a slider move to the new image through ``gradio_client`` (the ``/decode`` endpoint, the one
-  every slider's change calls), over ``--requests`` moves to random positions: median and 90th percentile,
-  with the client's own download of the picture, and with the client told not to download (as a browser
-  page gets the new picture's URL) and the PNG fetched from that URL; and the same client's time for an
-  endpoint that does nothing (echoing a string), gradio_client's own floor here;
+- the time from a slider move to the new image through ``gradio_client``: ``/decode`` (what a slider's change
+  computes, the image as a PNG inside the reply) over ``--requests`` moves to random positions, median and
+  90th percentile; beside it, a class-mean button (``/mean_all``), whose picture is a file that the client
+  downloads with a second request, and the same client's time for an endpoint that does nothing (echoing a
+  string), gradio_client's own floor here;
 - the server's resident memory after 10 requests and after 1,000;
 - in headless Chromium, the time from a change of the first slider's value to the new picture loaded in the
   page (a MutationObserver on the picture), over 40 moves; then a screenshot: ``docs/figures/explore/explore.png``.
@@ -19,6 +19,7 @@ Writes ``benchmarks/results/explore.json``.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -26,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from keras_ae.train import parse_args, run
@@ -147,20 +147,21 @@ def main() -> None:
     try:
         wait_for(options.port)
         url = f"http://127.0.0.1:{options.port}/"
-        client, by_url = Client(url, verbose=False), Client(url, verbose=False, download_files=False)
+        client = Client(url, verbose=False)
         rng = np.random.default_rng(options.seed)
         sliders = len(client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/decode"]
                       ["parameters"]) - 1
-        seconds, memory = {"downloaded": [], "fetched": []}, {}
+        seconds, memory = {"/decode": [], "/mean_all": []}, {}
         for i in range(1, options.requests + 1):
             values = rng.uniform(-3, 3, sliders).round(2).tolist()
             began = time.perf_counter()
-            client.predict("all", *values, api_name="/decode")
-            seconds["downloaded"].append(time.perf_counter() - began)
+            reply = client.predict("all", *values, api_name="/decode")
+            seconds["/decode"].append(time.perf_counter() - began)
+            assert base64.b64decode(reply["png"]).startswith(b"\x89PNG")
             began = time.perf_counter()
-            picture = httpx.get(by_url.predict("all", *values, api_name="/decode")["url"])
-            assert picture.content.startswith(b"\x89PNG")
-            seconds["fetched"].append(time.perf_counter() - began)
+            *_, picture = client.predict(api_name="/mean_all")
+            seconds["/mean_all"].append(time.perf_counter() - began)
+            assert Path(picture).read_bytes().startswith(b"\x89PNG")
             if i in (10, options.requests):
                 memory[str(i)] = resident_mb(server.pid)
         floor = gradio_client_floor()

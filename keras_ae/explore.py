@@ -19,6 +19,8 @@ lays it out with Gradio. The server binds 127.0.0.1 unless told otherwise, and s
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import socket
 import sys
@@ -49,9 +51,23 @@ def to_picture(images: np.ndarray, columns: int | None = None) -> np.ndarray:
         r, c = divmod(i, columns)
         grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
     scale = max(1, DISPLAY_PIXELS // max(height, width))
-    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
-    picture = np.round(grid * 255).astype(np.uint8)
-    return picture[..., 0] if channels == 1 else picture
+    return _as_uint8(np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1))
+
+
+def to_png(image: np.ndarray) -> str:
+    """One image [H, W, C] in [0, 1] as a base64 PNG of its own size: how ``/decode`` gives API clients the
+    picture inside its reply (a picture file would cost gradio_client a second request, about 23 ms here)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_as_uint8(image)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    """[H, W, C] in [0, 1] -> uint8 pixels, [H, W] for one channel."""
+    pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
 class Explorer:
@@ -192,8 +208,13 @@ def _code_controls(gr, app, explorer: Explorer) -> None:
 
     for control in [start, *axes, *attributes] + ([label] if explorer.classes else []):  # live, off the queue
         control.change(show, controls, decoded, api_name=False, show_progress="hidden", queue=False)
-    # The endpoint API clients call: the picture for given control values.
-    gr.Button("decode", visible=False).click(show, controls, decoded, api_name="decode", queue=False)
+
+    def reply(start_name, label_value, *values):
+        z = explorer.code(start_name, values[:len(axes)], values[len(axes):])
+        return {"code": np.ravel(z).tolist(), "png": to_png(explorer.decode(z, label_value)[0])}
+
+    # The endpoint API clients call: for given control values, the code and its image in one reply.
+    gr.Button("decode", visible=False).click(reply, controls, gr.JSON(visible=False), api_name="decode", queue=False)
     app.load(show, controls, decoded, api_name=False, queue=False)
     centred = [0.0] * (len(axes) + len(attributes))
     for name, button in buttons.items():  # a class mean: the start, every slider back to 0, and its picture

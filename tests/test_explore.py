@@ -5,6 +5,8 @@ Each control is checked against what the export says it should give: a class-mea
 image of that mean, a slider moves the code along its axis, an upload's outlier score is the Keras model's.
 """
 
+import base64
+import io
 import shutil
 import socket
 
@@ -54,6 +56,16 @@ def picture(path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+def decoded(reply: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``/decode``'s reply: the code, and the picture of its base64 PNG (the image at the model's size)."""
+    return np.asarray(reply["code"], np.float32), np.asarray(Image.open(io.BytesIO(base64.b64decode(reply["png"]))))
+
+
+def pixels(images) -> np.ndarray:
+    """The decoder's first image as the 8-bit pixels of a PNG."""
+    return np.round(np.clip(images[0], 0, 1) * 255).astype(np.uint8)[..., 0]
+
+
 def zeros(explorer) -> list[float]:
     return [0.0] * (len(explorer.axes) + len(explorer.attributes))
 
@@ -75,21 +87,22 @@ def test_sliders_move_the_code_along_their_axis_and_attribute(served):
     values = zeros(explorer)
     values[0] = 2.0
     values[-1] = 1.5  # + 1.5 thicker
-    moved = picture(vae.client.predict("all", *values, api_name="/decode"))
+    code, moved = decoded(vae.client.predict("all", *values, api_name="/decode"))
     z = explorer.directions.average("all").copy()
     z[0] += 2.0 * explorer.directions.spread[0]
     z = z + 1.5 * explorer.directions.vector("thicker")
-    np.testing.assert_array_equal(moved, explore.to_picture(explorer.decode(z)))
-    still = picture(vae.client.predict("all", *zeros(explorer), api_name="/decode"))
+    np.testing.assert_allclose(code, z, atol=1e-6)
+    np.testing.assert_array_equal(moved, pixels(explorer.decode(z)))
+    _, still = decoded(vae.client.predict("all", *zeros(explorer), api_name="/decode"))
     assert np.abs(moved.astype(int) - still).mean() > 0.5
 
 
 def test_a_conditional_model_decodes_with_the_picked_class(served):
     cvae = served["cvae"]
     explorer = cvae.explorer
-    three = picture(cvae.client.predict("all", 3, *zeros(explorer), api_name="/decode"))
-    np.testing.assert_array_equal(three, explore.to_picture(explorer.decode(explorer.directions.average("all"), 3)))
-    five = picture(cvae.client.predict("all", 5, *zeros(explorer), api_name="/decode"))
+    _, three = decoded(cvae.client.predict("all", 3, *zeros(explorer), api_name="/decode"))
+    np.testing.assert_array_equal(three, pixels(explorer.decode(explorer.directions.average("all"), 3)))
+    _, five = decoded(cvae.client.predict("all", 5, *zeros(explorer), api_name="/decode"))
     assert np.abs(three.astype(int) - five).mean() > 0.5
 
 
@@ -134,7 +147,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(served, tmp_path
         vae.client.predict(handle_file(str(huge)), api_name="/upload")
     with pytest.raises(Exception):  # and on the Explorer itself (a larger limit, or no Gradio in between)
         vae.explorer.read_upload(huge)
-    assert picture(vae.client.predict(*["all", *zeros(vae.explorer)], api_name="/decode")).size > 0
+    assert decoded(vae.client.predict(*["all", *zeros(vae.explorer)], api_name="/decode"))[1].size > 0
 
 
 def test_a_density_draws_samples_and_completes_the_bottom_half(served, tmp_path):
