@@ -66,6 +66,7 @@ def test_a_report_on_other_data_names_the_presets_on_the_literatures_protocol():
     assert presets.on_protocol("pixelcnn", "mnist") == ["pixelcnn-binarized-mnist"]
     assert presets.on_protocol("pixelcnn", "binarized_mnist") == []
     assert presets.on_protocol("pca", "mnist") == []
+    assert presets.on_protocol("ae", "mnist") == ["conv-ae-vs-pca-mnist60k"]
     model = SimpleNamespace(findings=lambda metrics: [])
 
     def run(dataset):
