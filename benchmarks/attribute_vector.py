@@ -79,7 +79,7 @@ def main() -> None:
         fractions[str(k)] = float(np.mean(np.argmax(classifier.predict(edited, verbose=0), -1) == 7))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "attribute_vector.json").write_text(json.dumps({
-        "dataset": f"mnist-small's digits as {folder} (PNG), attributes {attributes.name} (is_7 from the labels), "
+        "dataset": f"mnist-small's digits as a folder of PNGs, attributes {attributes.name} (is_7 from the labels), "
                    f"partition {partition.name}", "train_images": len(train_x), "edited_test_images": len(others),
         "model": "conv VAE, 32-D, --binarize", "epochs": options.epochs, "seed": options.seed,
         "train_seconds": train_seconds, "classifier_test_accuracy": accuracy,

@@ -173,13 +173,13 @@ def main() -> None:
         ms = np.asarray(times[10:]) * 1000  # (the first calls warm the graph)
         return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean())}
 
-    result = {"export": str(export_dir),
+    result = {"export": export_dir.name,
               "model": f"conv VAE, {options.latent_dim}-D, --binarize, {options.epochs} epochs on mnist-small",
               "train_seconds": train_seconds, "requests": options.requests, "sliders": sliders,
               "slider_to_image_ms": {how: summary(times) for how, times in seconds.items()},
               "gradio_client_floor_ms": floor, "browser_slider_to_image_ms": browser,
               "server_resident_mb": memory,
-              "memory_growth": memory[str(options.requests)] / memory["10"] - 1, "screenshot": str(FIGURE)}
+              "memory_growth": memory[str(options.requests)] / memory["10"] - 1, "screenshot": str(FIGURE.relative_to(FIGURE.parents[3]))}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "explore.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
