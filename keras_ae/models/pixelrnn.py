@@ -46,14 +46,17 @@ def skew(x):
     """(N, H, W, C) -> (N, H, W + H - 1, C) with row r shifted r positions to the right (zeros around)."""
     _, height, width, channels = x.shape
     flat = ops.reshape(ops.pad(x, ((0, 0), (0, 0), (0, height), (0, 0))), (-1, height * (width + height), channels))
-    return ops.reshape(flat[:, :height * (width + height - 1)], (-1, height, width + height - 1, channels))
+    # (ops.slice, not [:, :n]: a strided slice's gradient is a slow kernel, a slice's is a pad)
+    flat = ops.slice(flat, (0, 0, 0), (ops.shape(flat)[0], height * (width + height - 1), channels))
+    return ops.reshape(flat, (-1, height, width + height - 1, channels))
 
 
 def unskew(x, width: int):
     """The inverse of :func:`skew`: row r of (N, H, W + H - 1, C) read from position r, W long."""
     _, height, skewed, channels = x.shape
     flat = ops.pad(ops.reshape(x, (-1, height * skewed, channels)), ((0, 0), (0, height), (0, 0)))
-    return ops.reshape(flat, (-1, height, skewed + 1, channels))[:, :, :width]
+    rows = ops.reshape(flat, (-1, height, skewed + 1, channels))
+    return ops.slice(rows, (0, 0, 0, 0), (ops.shape(rows)[0], height, width, channels))
 
 
 def shift_down(x):
@@ -69,30 +72,59 @@ def _lstm(gates, c):
     return ops.sigmoid(o) * ops.tanh(c), c
 
 
-@keras.saving.register_keras_serializable(package="keras_ae")
-class RowLSTM(layers.Layer):
-    """The Row LSTM: masked k x 1 input-to-state along the row, k x 1 state-to-state from the row above."""
+def _shifted(h, offset: int, batch):
+    """h (``batch``, L, h) read at position l + offset along L, zeros beyond its ends."""
+    if offset == 0:
+        return h
+    length, units = h.shape[1], h.shape[2]
+    padded = ops.pad(h, ((0, 0), (max(-offset, 0), max(offset, 0)), (0, 0)))
+    return ops.slice(padded, (0, max(offset, 0), 0), (batch, length, units))
+
+
+def recurrence(gates, kernel, bias, offsets):
+    """An LSTM along axis 0 of ``gates`` (T, N, L, 4h): the input-to-state pre-activations of each step.
+
+    The state-to-state part of step t is a convolution along L of step t - 1's hidden state, whose taps
+    read positions l + ``offsets`` (kernel (len(offsets), h, 4h)); it runs as one matmul of the shifted
+    states side by side. Returns the hidden states, (T, N, L, h). The steps are unrolled over the static
+    T, so the graph has builtin TFLite ops only."""
+    taps, units = kernel.shape[0], kernel.shape[1]
+    kernel = ops.reshape(kernel, (taps * units, 4 * units))
+    h = c = ops.zeros_like(gates[0, :, :, :units])  # (zeros_like keeps the static shape that ops.zeros loses)
+    batch = ops.shape(h)[0]
+    states = []
+    for step_gates in ops.unstack(gates, axis=0):  # (axis 0: unstacking an inner axis cost half the step)
+        neighbours = ops.concatenate([_shifted(h, offset, batch) for offset in offsets], axis=-1)
+        h, c = _lstm(step_gates + ops.matmul(neighbours, kernel) + bias, c)
+        states.append(h)
+    return ops.stack(states, axis=0)
+
+
+class _LSTMLayer(layers.Layer):
+    """What both cells share: four masked input-to-state convolutions (one per gate, so that each gate
+    feature stays in its channel's group) and the state-to-state kernel whose taps read ``offsets``."""
+
+    input_kernel = None  # (rows, columns) of the input-to-state convolution
+    offsets = ()  # positions of the state-to-state taps, relative to the unit they feed
 
     def __init__(self, hidden: int, image_channels: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.hidden, self.image_channels = int(hidden), int(image_channels)
-        self.input_gates = [MaskedConv2D(self.hidden, (1, ROW_KERNEL), "B", self.image_channels, name=f"in_{gate}")
+        self.input_gates = [MaskedConv2D(self.hidden, self.input_kernel, "B", self.image_channels, name=f"in_{gate}")
                             for gate in "ifog"]
-        self.state_gates = layers.Conv1D(4 * self.hidden, ROW_KERNEL, padding="same", name="state")
 
     def build(self, input_shape):
         for conv in self.input_gates:
             conv.build(input_shape)
-        self.state_gates.build((None, input_shape[2], self.hidden))
+        self.state_kernel = self.add_weight((len(self.offsets), self.hidden, 4 * self.hidden), "glorot_uniform",
+                                            name="state_kernel")
+        self.state_bias = self.add_weight((4 * self.hidden,), "zeros", name="state_bias")
 
-    def call(self, x):
-        gates = ops.concatenate([conv(x) for conv in self.input_gates], axis=-1)
-        h = c = ops.zeros_like(gates[:, 0, :, :self.hidden])
-        rows = []
-        for row_gates in ops.unstack(gates, axis=1):  # H sequential steps (unrolled: builtin TFLite ops)
-            h, c = _lstm(row_gates + self.state_gates(h), c)
-            rows.append(h)
-        return ops.stack(rows, axis=1)
+    def input_to_state(self, x):
+        return ops.concatenate([conv(x) for conv in self.input_gates], axis=-1)
+
+    def run(self, gates):
+        return recurrence(gates, self.state_kernel, self.state_bias, self.offsets)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:3], self.hidden)
@@ -102,37 +134,28 @@ class RowLSTM(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_ae")
-class DiagonalLSTM(layers.Layer):
+class RowLSTM(_LSTMLayer):
+    """The Row LSTM: masked k x 1 input-to-state along the row, k x 1 state-to-state from the row above."""
+
+    input_kernel = (1, ROW_KERNEL)
+    offsets = tuple(range(-(ROW_KERNEL // 2), ROW_KERNEL // 2 + 1))  # columns c - 1, c, c + 1 of the row above
+
+    def call(self, x):
+        rows = ops.transpose(self.input_to_state(x), (1, 0, 2, 3))  # H sequential steps
+        return ops.transpose(self.run(rows), (1, 0, 2, 3))
+
+
+@keras.saving.register_keras_serializable(package="keras_ae")
+class DiagonalLSTM(_LSTMLayer):
     """One direction of the Diagonal BiLSTM: 1x1 masked input-to-state, an LSTM along the skewed map's columns
     with a 2 x 1 state-to-state convolution (rows r - 1 and r of the previous column)."""
 
-    def __init__(self, hidden: int, image_channels: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.image_channels = int(hidden), int(image_channels)
-        self.input_gates = [MaskedConv2D(self.hidden, 1, "B", self.image_channels, name=f"in_{gate}")
-                            for gate in "ifog"]
-        self.state_gates = layers.Conv1D(4 * self.hidden, 2, padding="causal", name="state")  # row r: r - 1 and r
-
-    def build(self, input_shape):
-        for conv in self.input_gates:
-            conv.build(input_shape)
-        self.state_gates.build((None, input_shape[1], self.hidden))
+    input_kernel = (1, 1)
+    offsets = (-1, 0)
 
     def call(self, x):
-        width = x.shape[2]
-        gates = skew(ops.concatenate([conv(x) for conv in self.input_gates], axis=-1))
-        h = c = ops.zeros_like(gates[:, :, 0, :self.hidden])
-        columns = []
-        for column_gates in ops.unstack(gates, axis=2):  # W + H - 1 sequential steps: the diagonals
-            h, c = _lstm(column_gates + self.state_gates(h), c)
-            columns.append(h)
-        return unskew(ops.stack(columns, axis=2), width)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:3], self.hidden)
-
-    def get_config(self):
-        return {**super().get_config(), "hidden": self.hidden, "image_channels": self.image_channels}
+        columns = ops.transpose(skew(self.input_to_state(x)), (2, 0, 1, 3))  # W + H - 1 steps: the diagonals
+        return unskew(ops.transpose(self.run(columns), (1, 2, 0, 3)), x.shape[2])
 
 
 def diagonal_bilstm(x, hidden: int, channels: int, name: str):
