@@ -10,7 +10,9 @@ exports it, then starts ``keras-ae explore EXPORT`` as a user would, in its own 
   90th percentile; beside it, a class-mean button (``/mean_all``), whose picture is a file that the client
   downloads with a second request, and the same client's time for an endpoint that does nothing (echoing a
   string), gradio_client's own floor here;
-- the server's resident memory after 10 requests and after 1,000;
+- the same work inside one process, with no HTTP in between (the code, the exported decoder, the PNG);
+- the server's resident memory after 10 requests and after 1,000 (one in ten an upload of a test digit:
+  encoder, outlier score, reconstruction);
 - in headless Chromium, the time from a change of the first slider's value to the new picture loaded in the
   page (a MutationObserver on the picture), over 40 moves; then a screenshot: ``docs/figures/explore/explore.png``.
 
@@ -129,7 +131,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=7871)
     parser.add_argument("--export", default=None, help="measure this export instead of training one")
     options = parser.parse_args()
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from keras_ae import explore, serving
 
     root = Path(options.run_root)
     run_dir, export_root = root / "explore-vae-conv", root / "export"
@@ -139,8 +144,10 @@ def main() -> None:
                         "--dataset", options.dataset, "--epochs", str(options.epochs), "--seed", str(options.seed),
                         "--run-dir", str(run_dir), "--overwrite", "--verbose", "2", "--no-evaluate",
                         "--export-root", str(export_root), "--export-name", run_dir.name]))
-    train_seconds = time.monotonic() - start
+    train_seconds = None if options.export else time.monotonic() - start
     export_dir = Path(options.export) if options.export else export_root / run_dir.name
+    explorer = explore.Explorer(export_dir)
+    metadata = serving.read_metadata(export_dir)
     root.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen([sys.executable, "-m", "keras_ae.cli", "explore", str(export_dir), "--port",
                                str(options.port)], stderr=(root / "explore-server.log").open("w"))
@@ -152,6 +159,9 @@ def main() -> None:
         sliders = len(client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/decode"]
                       ["parameters"]) - 1
         seconds, memory = {"/decode": [], "/mean_all": []}, {}
+        digit = root / "explore-upload.png"
+        Image.fromarray(np.asarray(explorer.decode(explorer.directions.average("all"))[0, :, :, 0] * 255,
+                                   np.uint8)).save(digit)
         for i in range(1, options.requests + 1):
             values = rng.uniform(-3, 3, sliders).round(2).tolist()
             began = time.perf_counter()
@@ -162,9 +172,18 @@ def main() -> None:
             *_, picture = client.predict(api_name="/mean_all")
             seconds["/mean_all"].append(time.perf_counter() - began)
             assert Path(picture).read_bytes().startswith(b"\x89PNG")
+            if i % 10 == 0:
+                assert "Outlier score" in client.predict(handle_file(str(digit)), api_name="/upload")[2]
             if i in (10, options.requests):
                 memory[str(i)] = resident_mb(server.pid)
         floor = gradio_client_floor()
+        in_process = []
+        for _ in range(200):
+            values = rng.uniform(-3, 3, sliders).round(2).tolist()
+            began = time.perf_counter()
+            z = explorer.code("all", values[:len(explorer.axes)], values[len(explorer.axes):])
+            explore.to_png(explorer.decode(z)[0])
+            in_process.append(time.perf_counter() - began)
         browser = in_the_browser(url, FIGURE)
     finally:
         server.terminate()
@@ -174,10 +193,12 @@ def main() -> None:
         return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean())}
 
     result = {"export": export_dir.name,
-              "model": f"conv VAE, {options.latent_dim}-D, --binarize, {options.epochs} epochs on mnist-small",
+              "model": f"{metadata['model']} ({metadata['architecture']}), {metadata['latent_dim']}-D code, "
+                       f"trained on {metadata['dataset']['name'] if metadata.get('dataset') else 'unknown data'}",
               "train_seconds": train_seconds, "requests": options.requests, "sliders": sliders,
               "slider_to_image_ms": {how: summary(times) for how, times in seconds.items()},
               "gradio_client_floor_ms": floor, "browser_slider_to_image_ms": browser,
+              "in_process_code_decode_png_ms": summary(in_process),
               "server_resident_mb": memory,
               "memory_growth": memory[str(options.requests)] / memory["10"] - 1, "screenshot": str(FIGURE.relative_to(FIGURE.parents[3]))}
     RESULTS.mkdir(exist_ok=True)

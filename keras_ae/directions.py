@@ -9,8 +9,8 @@ From the codes of a run's test images (the evaluation's sample of the test split
     CelebA's 40): mean code with it minus mean code without ("add a smile");
   - ``main1``, ``main2``: the two main directions of the codes, each one standard deviation long (the
     plane of the manifold figure);
-- **scores**: the test images' outlier scores through the export's own path (squared reconstruction error,
-  summed over pixels, of the decoded code), sorted: where a new image's score falls among them;
+- **scores**: the test images' outlier scores (``model.outlier_score``, the report's, which the exported
+  encoder also gives), sorted: where a new image's score falls among them;
 - **spread**: each code unit's standard deviation over those codes (the explorer's slider unit).
 
 The arithmetic figure draws with them; an export writes them to ``<version>/directions.npz`` (its sha256 in
@@ -21,6 +21,7 @@ encoder or Keras. They exist for flat real-valued codes only. This module needs 
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +29,8 @@ import numpy as np
 from keras_ae import latent
 from keras_ae.errors import ConfigError, InputError
 
+log = logging.getLogger("keras_ae")
 FILE = "directions.npz"
-OUTLIER_SCORE = "squared reconstruction error of the decoded code, summed over pixels"
 SWEEP = (-3, -2, -1, 0, 1, 2, 3)  # the k of z + k s that the arithmetic figure draws, and a walk spans
 MAIN = ("main1", "main2")
 
@@ -44,6 +45,7 @@ class Directions:
     images: int  # the test codes they come from
     scores: np.ndarray  # the sorted outlier scores of those test images
     spread: np.ndarray  # the standard deviation of each code unit over those test images
+    score_name: str  # what the outlier score is (the model's outlier_score_name)
 
     def percentile(self, score: float) -> float:
         """The percentage of the test images whose outlier score is at most ``score``."""
@@ -72,7 +74,7 @@ class Directions:
         """What metadata.json says of them."""
         return {"file": FILE, "test_images": self.images, "averages": sorted(self.averages, key=_class_order),
                 "vectors": dict(self.notes), "walk": list(SWEEP[::len(SWEEP) - 1]),
-                "scores": OUTLIER_SCORE}
+                "scores": self.score_name}
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -98,7 +100,8 @@ class Directions:
                 or spread is None or spread.shape != (latent_dim,)):
             raise InputError(f"{path} does not hold the float32 directions of size {latent_dim} that metadata.json "
                              "lists; export the run again")
-        return cls(averages, vectors, dict(described["vectors"]), described.get("test_images", 0), scores, spread)
+        return cls(averages, vectors, dict(described["vectors"]), described.get("test_images", 0), scores, spread,
+                   str(described.get("scores", "")))
 
 
 def _class_order(name: str):
@@ -111,10 +114,11 @@ def _named(table: dict, name: str, what: str) -> np.ndarray:
     return table[name]
 
 
-def compute(codes: np.ndarray, labels=None, ink=None, attributes: dict | None = None, scores=None) -> Directions:
+def compute(codes: np.ndarray, labels=None, ink=None, attributes: dict | None = None, scores=None,
+            score_name: str = "") -> Directions:
     """The directions of ``codes`` (N, L): class means from ``labels``, ``thicker`` from each image's ``ink``
     (mean pixel), one vector per entry of ``attributes`` (name -> 0/1 per code), and the main directions;
-    ``scores``, the images' outlier scores, kept sorted."""
+    ``scores``, the images' outlier scores (``score_name`` says which), kept sorted."""
     codes = np.asarray(codes, "float32")
     averages = {"all": codes.mean(axis=0)}
     if labels is not None:
@@ -127,10 +131,12 @@ def compute(codes: np.ndarray, labels=None, ink=None, attributes: dict | None = 
             vectors["thicker"] = latent.attribute_vector(codes[selected], ink[selected] >= high)
             notes["thicker"] = "mean code of the 25% most-ink test images minus that of the 25% least-ink ones"
     for name, has in (attributes or {}).items():
-        try:
-            vectors[name] = latent.attribute_vector(codes, np.asarray(has) == 1)
-        except ConfigError as error:
-            raise ConfigError(f"attribute {name!r}: {error}") from None
+        has = np.asarray(has) == 1
+        if has.all() or not has.any():  # (no difference to take: the others still are)
+            log.warning("no code direction for attribute %r: %s of the %d test images have it", name,
+                        "all" if has.all() else "none", len(has))
+            continue
+        vectors[name] = latent.attribute_vector(codes, has)
         notes[name] = f"mean code of the test images with {name} minus that of those without"
     if codes.shape[1] >= 2:
         _, directions, scales = latent.principal_plane(codes)
@@ -139,7 +145,7 @@ def compute(codes: np.ndarray, labels=None, ink=None, attributes: dict | None = 
             notes[name] = f"main direction {i + 1} of the test codes, one standard deviation long"
     scores = np.sort(np.asarray(np.zeros(len(codes)) if scores is None else scores, "float32"))
     return Directions({k: v.astype("float32") for k, v in averages.items()}, vectors, notes, len(codes), scores,
-                      codes.std(axis=0))
+                      codes.std(axis=0), score_name)
 
 
 def of_run(run) -> Directions:
@@ -152,13 +158,13 @@ def of_run(run) -> Directions:
     x, y = run.splits.sample("test")
     labels = y if model.num_classes else None
     z = model.codes(x, labels)
-    decoded = np.concatenate([np.asarray(model.decode(z[i:i + 256], None if labels is None else labels[i:i + 256]))
-                              for i in range(0, len(z), 256)])
-    scores = np.square(x - decoded).reshape(len(x), -1).sum(axis=1)  # (what the explorer computes for an upload)
+    from keras_ae.models.base import in_batches  # (here: the rest of this module needs NumPy only)
+
+    scores = in_batches(model.outlier_score, x, labels)
     chosen = run.config["options"].get("attribute")
     names = [chosen] if chosen else run.splits.attributes
     attributes = {name: run.splits.sample("test", attribute=name)[1] for name in names}
-    return compute(z, y, x.reshape(len(x), -1).mean(axis=1), attributes, scores)
+    return compute(z, y, x.reshape(len(x), -1).mean(axis=1), attributes, scores, model.outlier_score_name)
 
 
 def parse_addition(text: str) -> tuple[str, float]:

@@ -6,13 +6,14 @@
 For a model with flat codes it decodes, live, the code that its controls set: a start (the mean test code of
 all images or of a class, with a button per class), sliders along the code (every unit, in test standard
 deviations, for codes of 16 or fewer; else the two main directions), a class picker for conditional models,
-and a slider per attribute vector (z + k s). Below: an interpolation strip between two mean codes, and an
-upload box that shows an image's code, its reconstruction and its outlier score with the test-split
+and a slider per attribute vector (z + k s). Below: an interpolation strip between two codes (mean codes, the
+code the sliders set, or the uploaded image's), and an upload box that shows an image's code, its
+reconstruction and its outlier score (the report's, which the exported encoder gives) with the test-split
 percentile it falls at. For a density (PixelCNN, PixelRNN): samples for a seed, and the completion of an
 uploaded image's bottom half. Every picture is a PNG with a download button.
 
 :class:`Explorer` does the work with the export only (:mod:`keras_ae.generate`'s loaders, the code
-directions of :mod:`keras_ae.directions`): it never imports Keras nor the training code. :func:`build_app`
+directions of :mod:`keras_ae.directions`): it never calls a Keras model or the training code. :func:`build_app`
 lays it out with Gradio. The server binds 127.0.0.1 unless told otherwise, and says its address.
 """
 
@@ -29,8 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ae import generate, serving
-from keras_ae.directions import OUTLIER_SCORE
-from keras_ae.errors import InputError, KerasAEError, exit_code, one_line
+from keras_ae.errors import DataError, InputError, KerasAEError, exit_code, one_line
 
 MAX_UPLOAD_BYTES = 20 * 2**20
 UNIT_SLIDERS = 16  # codes of at most this size get one slider per unit
@@ -38,6 +38,7 @@ SLIDER_RANGE = 3.0  # sliders span -3..3 (test standard deviations, or k of z + 
 DISPLAY_PIXELS = 224  # pictures are upscaled (nearest) to about this size
 SAMPLES = 8
 DEFAULT_PORT = 7860
+CURRENT, UPLOADED = "the sliders' code", "your image's code"  # the interpolation's ends besides the mean codes
 
 
 def to_picture(images: np.ndarray, columns: int | None = None) -> np.ndarray:
@@ -116,26 +117,30 @@ class Explorer:
         z = np.array(z, np.float32, ndmin=2)
         return self._decode(z, self._labels(label, len(z)))
 
-    def interpolation(self, start: str, end: str, steps: int, label=None) -> np.ndarray:
+    def interpolation(self, start, end, steps: int, label=None) -> np.ndarray:
+        """Decoded codes evenly spaced from code ``start`` to code ``end``, both included."""
         from keras_ae import latent
 
-        return self.decode(latent.interpolate(self.directions.average(start), self.directions.average(end),
-                                              int(steps)), label)
+        return self.decode(latent.interpolate(np.ravel(start), np.ravel(end), int(steps)), label)
 
     # ---- an image of the user's
     def read_upload(self, path) -> tuple[np.ndarray, str]:
-        """An uploaded file as one image [H, W, C] in [0, 1] of the model's size, and a note (e.g. resized)."""
-        from PIL import Image, UnidentifiedImageError
+        """An uploaded file as one image [H, W, C] in [0, 1] of the model's size, and a note (e.g. resized).
+        Read as a folder's images are (:func:`keras_ae.data.images.read_image`: decompression bombs refused)."""
+        from PIL import Image
+
+        from keras_ae.data.images import read_image
 
         path = Path(path)
         size = path.stat().st_size
         if size > MAX_UPLOAD_BYTES:
             raise InputError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES >> 20} MB")
         try:
-            with Image.open(path) as opened:
-                image = opened.convert("L" if self.shape[2] == 1 else "RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise InputError(f"{path.name} is not an image ({type(error).__name__})") from None
+            pixels = read_image(path)
+        except DataError as error:
+            raise InputError(f"{path.name}{str(error).removeprefix(str(path))}") from None  # (not the server's path)
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        image = image.convert("L" if self.shape[2] == 1 else "RGB")
         note = ""
         if image.size != (self.shape[1], self.shape[0]):
             note = (f"resized from {image.size[0]}x{image.size[1]} to the model's {self.shape[1]}x{self.shape[0]}")
@@ -144,12 +149,12 @@ class Explorer:
         return array.reshape(self.shape), note
 
     def analyse(self, image: np.ndarray, label=None) -> dict:
-        """The code of ``image``, its reconstruction, and its outlier score with its test-split percentile."""
+        """The code of ``image``, its reconstruction, and its outlier score (the exported encoder's: the model's
+        own, as its report gives it) with its test-split percentile."""
         heads = self._encode(image[None], self._labels(label, 1))
         z = heads["z"] if "z" in heads else heads["z_mean"]
-        reconstruction = self.decode(z, label)
-        score = float(np.sum(np.square(image[None] - reconstruction)))
-        return {"code": z[0], "reconstruction": reconstruction[0], "score": score,
+        score = float(heads["outlier_score"][0])
+        return {"code": z[0], "reconstruction": self.decode(z, label)[0], "score": score,
                 "percentile": self.directions.percentile(score)}
 
     # ---- a density
@@ -222,14 +227,31 @@ def _code_controls(gr, app, explorer: Explorer) -> None:
             return (name, *centred, show(name, label_value, *centred))
         button.click(reset, [label], [start, *axes, *attributes, decoded], api_name=f"mean_{name}")
 
-    with gr.Accordion("interpolation between two mean codes", open=True):
+    uploaded = gr.State(None)  # the code of the last uploaded image: an end of the interpolation
+    with gr.Accordion("interpolation between two codes", open=True):
+        ends = [*averages, CURRENT, UPLOADED]
         with gr.Row():
-            a = gr.Dropdown(averages, value=averages[0], label="from")
-            b = gr.Dropdown(averages, value=averages[min(1, len(averages) - 1)], label="to")
+            a = gr.Dropdown(ends, value=averages[0], label="from (a mean code, the sliders' code or your image's)")
+            b = gr.Dropdown(ends, value=averages[1] if len(averages) > 1 else CURRENT, label="to")
             steps = gr.Slider(2, 16, 8, step=1, label="steps")
-        strip = _image(gr, "interpolation")
-        gr.Button("interpolate").click(lambda x, y, n, lab: to_picture(explorer.interpolation(x, y, n, lab)),
-                                       [a, b, steps, label], strip, api_name="interpolate")
+        strip, strip_note = _image(gr, "interpolation"), gr.Markdown()
+
+        def interpolate(from_name, to_name, count, uploaded_code, start_name, label_value, *values):
+            def end(name):
+                if name == CURRENT:
+                    return explorer.code(start_name, values[:len(axes)], values[len(axes):])
+                if name == UPLOADED:
+                    if uploaded_code is None:
+                        raise InputError("no image uploaded yet: upload one below, its code is this end")
+                    return np.asarray(uploaded_code, np.float32)
+                return explorer.directions.average(name)
+            try:
+                return to_picture(explorer.interpolation(end(from_name), end(to_name), count, label_value)), ""
+            except KerasAEError as error:
+                return None, _refusal(error)
+
+        gr.Button("interpolate").click(interpolate, [a, b, steps, uploaded, *controls], [strip, strip_note],
+                                       api_name="interpolate")
 
     with gr.Accordion("your image: its code, reconstruction and outlier score", open=True):
         with gr.Row():
@@ -237,20 +259,21 @@ def _code_controls(gr, app, explorer: Explorer) -> None:
             seen, rebuilt = _image(gr, "the image, as the model takes it"), _image(gr, "reconstruction")
         verdict = gr.Markdown()
 
-        def analyse(path, label_value):
+        def analyse(path, label_value, uploaded_code):
             if path is None:
-                return None, None, ""
+                return None, None, "", uploaded_code
             try:
                 image, note = explorer.read_upload(path)
                 found = explorer.analyse(image, label_value)
             except (KerasAEError, OSError) as error:
-                return None, None, _refusal(error)
+                return None, None, _refusal(error), uploaded_code
             code = ", ".join(f"{v:.2f}" for v in found["code"][:16]) + (", ..." if len(found["code"]) > 16 else "")
             return (to_picture(image[None]), to_picture(found["reconstruction"][None]),
                     f"Outlier score {found['score']:.3f} ({found['percentile']:.1f}th percentile of the test images; "
-                    f"{OUTLIER_SCORE}). Code: [{code}]." + (f" Note: {note}." if note else ""))
+                    f"{explorer.directions.score_name}). Code: [{code}]." + (f" Note: {note}." if note else ""),
+                    found["code"].tolist())
 
-        upload.change(analyse, [upload, label], [seen, rebuilt, verdict], api_name="upload")
+        upload.change(analyse, [upload, label, uploaded], [seen, rebuilt, verdict, uploaded], api_name="upload")
 
 
 def _density_controls(gr, explorer: Explorer) -> None:
@@ -320,10 +343,11 @@ def main(argv=None, prog: str = "python -m keras_ae.explore") -> int:
             raise InputError(f"{args.export_dir}: no metadata.json (not a folder written by keras-ae export)")
         app = build_app(Explorer(args.export_dir, args.backend, args.version))
         check_port(args.host, args.port)
-        print(f"keras-ae explore: serving {args.export_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)",
-              file=sys.stderr, flush=True)
         app.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD_BYTES, quiet=True,
-                   show_error=False)
+                   show_error=False, prevent_thread_lock=True)
+        print(f"keras-ae explore: serving {args.export_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)",
+              file=sys.stderr, flush=True)  # said once the server answers, so a script may connect on this line
+        app.block_thread()
 
     return exit_code(serve, "stopped")
 

@@ -7,7 +7,8 @@ folder's name), in the layout of :mod:`keras_ae.serving`::
 
     encoder/<N>/                    SavedModel, signature serving_default:
                                     images float32 [-1, H, W, C] in [0, 1] (+ label int32 [-1])
-                                    -> z, or z_mean and z_log_var (VAEs)
+                                    -> z, or z_mean and z_log_var (VAEs), and outlier_score
+                                    [-1], the report's per-image outlier score
     decoder/<N>/                    SavedModel, serving_default: z float32 [-1, latent] (+ label int32 [-1])
                                     -> images float32 [-1, H, W, C] in [0, 1]
     <N>/decoder.tflite              float32, one code per call: z [1, latent] (+ label [1])
@@ -54,6 +55,7 @@ ever overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
@@ -247,17 +249,17 @@ def _calibration(model) -> dict:
 
 
 def serving_module(model, network: str, checked: bool, batch: int | None = None):
-    """(tf.Module, concrete function) serving ``model.encoder`` or ``model.decoder`` with named tensors.
+    """(tf.Module, concrete function) serving ``model``'s encoder or decoder with named tensors.
 
     Inputs: ``images`` [-1, H, W, C] (encoder) or ``z`` [-1, latent] (decoder), plus ``label`` int32
-    [-1] for a conditional model (one-hot inside). Outputs: the encoder's heads, or the decoder's
-    ``images`` = sigmoid(logits). ``checked`` adds assertions on the inputs (for SavedModels);
+    [-1] for a conditional model (one-hot inside). Outputs: the encoder's heads and ``outlier_score``
+    [-1], the model's own per-image score as its report computes it (``model.outlier_score``), or the
+    decoder's ``images`` = sigmoid(logits). ``checked`` adds assertions on the inputs (for SavedModels);
     ``batch`` fixes the batch size (None: any).
     """
     import tensorflow as tf
 
-    main = MAIN_INPUT[network]
-    net, classes = float32_network(getattr(model, network)), model.num_classes
+    main, classes = MAIN_INPUT[network], model.num_classes
     shape, dtype = (model.image_shape, tf.float32) if network == "encoder" else (model.code.shape, model.code.dtype)
     specs = {main: tf.TensorSpec((batch, *shape), dtype, name=main)}
     if classes:
@@ -266,37 +268,33 @@ def serving_module(model, network: str, checked: bool, batch: int | None = None)
     def serve(**inputs):
         if checked:
             inputs = _asserted(inputs, main, classes, model.code.levels)
-        x = inputs[main] if network == "encoder" else model.code_vectors(inputs[main])
-        outputs = net([x, tf.one_hot(inputs["label"], classes)] if classes else x, training=False)
+        x, labels = inputs[main], inputs.get("label")
         if network == "encoder":
-            return dict(model.code_outputs(outputs))
-        return {"images": tf.sigmoid(tf.cast(outputs, tf.float32))}
+            return {**model.encode_heads(x, labels), "outlier_score": model.outlier_score(x, labels)}
+        return {"images": model.decode(x, labels)}
 
     module = tf.Module()
     # The raw tf.Variables, not their Keras wrappers: the TFLite converter freezes only these.
-    module.network_variables = [variable.value for variable in [*net.variables, *model.code_variables]]
+    module.network_variables = [variable.value for variable in model.weights]
     module.serve = tf.function(serve, autograph=False)
-    return module, module.serve.get_concrete_function(**specs)
+    with computing_in_float32(model):
+        return module, module.serve.get_concrete_function(**specs)
 
 
-def float32_network(net):
-    """``net`` itself when it computes in float32, else a float32 copy with the same weights.
-
-    A model trained under a mixed-precision policy computes in float16 or bfloat16; TFLite has no
-    bfloat16 kernels and servers expect float32, so exports always compute in float32 (its variables
-    were float32 all along, so nothing is lost).
-    """
-    import keras
-
-    if all(layer.dtype_policy.compute_dtype == "float32" for layer in net.layers):
-        return net
-
-    def float32_layer(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
-
-    copy = keras.models.clone_model(net, clone_function=float32_layer)
-    copy.set_weights(net.get_weights())
-    return copy
+@contextlib.contextmanager
+def computing_in_float32(model):
+    """Inside, every layer of ``model`` computes in float32, as an export traces it whatever the training
+    policy: a model trained under mixed precision computes in float16 or bfloat16, TFLite has no bfloat16
+    kernels and servers expect float32. Its variables were float32 all along, so nothing is lost."""
+    changed = [(layer, layer.dtype_policy) for layer in model._flatten_layers(include_self=True)
+               if layer.dtype_policy.compute_dtype != "float32"]
+    for layer, _ in changed:
+        layer.dtype_policy = "float32"
+    try:
+        yield model
+    finally:
+        for layer, policy in changed:
+            layer.dtype_policy = policy
 
 
 def _asserted(inputs: dict, main: str, classes: int | None, levels: int | None = None) -> dict:
@@ -402,9 +400,10 @@ def density_module(density, checked: bool, batch: int | None = None):
                  "complete": (complete, specs("images", "uniforms", start=True)),
                  "step": (step, specs("images", "uniforms", position=True))}
     concrete = {}
-    for name, (function, signature) in functions.items():
-        setattr(module, name, tf.function(function, autograph=False))
-        concrete[name] = getattr(module, name).get_concrete_function(**signature)
+    with computing_in_float32(density):
+        for name, (function, signature) in functions.items():
+            setattr(module, name, tf.function(function, autograph=False))
+            concrete[name] = getattr(module, name).get_concrete_function(**signature)
     return module, concrete
 
 
@@ -499,6 +498,7 @@ def _metadata(model, name: str, version: int, signatures: dict, artifacts: dict,
         "num_classes": classes,
         "labels": None if classes is None else list(range(classes)),
         "density": None if model.density is None else model.density.describe(),
+        "outlier_score": model.outlier_score_name,  # the encoder's outlier_score, or -log_prob of a density
         "directions": None if directions is None else directions.describe(),
         "sampling": {"prior": serving.AUTOREGRESSIVE, "network": "density"} if model.code is None else
         model.prior.describe(),

@@ -189,7 +189,7 @@ def arithmetic_rows(run) -> dict[str, np.ndarray]:
         example = int(np.flatnonzero(y == source)[0])
         rows[f"class {source} -> class {target}"] = sweep(example, found.average(target) - found.average(source))
     attribute = run.config["options"].get("attribute")
-    if attribute:
+    if attribute in found.vectors:  # (not when every test image has it, or none)
         _, has = run.splits.sample("test", attribute=attribute)  # the same images as x, other labels
         for i in np.flatnonzero(has == 0)[:2]:
             rows[f"+ {attribute} #{i}"] = sweep(i, found.vector(attribute))

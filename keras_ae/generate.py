@@ -63,7 +63,8 @@ def load_decoder(export_dir, backend: str = "saved_model", variant: str = "float
 def load_encoder(export_dir, backend: str = "saved_model", version: int | None = None):
     """``encode(images, labels=None) -> {head: codes}`` of the exported encoder (float32 only).
 
-    The heads are ``z`` for plain autoencoders, ``z_mean`` and ``z_log_var`` for VAEs.
+    The heads are ``z`` for plain autoencoders, ``z_mean`` and ``z_log_var`` for VAEs; ``outlier_score`` is
+    each image's outlier score as the model's report computes it (metadata.json's ``outlier_score`` names it).
     """
     metadata, run = _load(export_dir, "encoder", backend, "float32", version)
 

@@ -52,8 +52,10 @@ def test_a_csv_of_one_s_own_gives_the_attributes_and_without_a_partition_the_spl
     folder.mkdir()
     for i in range(30):
         Image.fromarray(np.full((8, 8), 8 * i, np.uint8)).save(folder / f"shade{i:02d}.png")
-    (tmp_path / "mine.csv").write_text("file,dark,light\n" + "".join(f"shade{i:02d}.png,{int(i < 10)},{1 if i >= 20 else -1}\n"
-                                                                      for i in reversed(range(30))))  # rows in any order
+    rows = [f"shade{i:02d}.png,{int(i < 10)},{1 if i >= 20 else -1}\n" for i in reversed(range(30))]  # any order
+    # as a spreadsheet saves it: a byte-order mark, and a blank line
+    (tmp_path / "mine.csv").write_text("\ufefffile,dark,light\n" + "".join(rows[:3]) + "\n" + "".join(rows[3:]),
+                                       encoding="utf-8")
     splits = data.load(str(folder), attributes=str(tmp_path / "mine.csv"), validation_fraction=0.2,
                        test_fraction=0.2)
     assert splits.attributes == ("dark", "light")
@@ -81,6 +83,14 @@ def test_bad_attribute_rows_are_refused_in_one_line_naming_the_problem(edit, mes
         data.load(str(folder), attributes=str(bad))
 
 
+def test_a_bad_csv_row_is_refused_with_its_line_number_blank_lines_counted(celeba_like, tmp_path):
+    folder, _, _ = celeba_like
+    bad = tmp_path / "attributes.csv"
+    bad.write_text("file,is_a_7\n000000.jpg,1\n\n000001.jpg,yes\n")
+    with pytest.raises(DataError, match=r"attributes.csv:4: expected a file name and 1 values of 0/1 or -1/1"):
+        data.load(str(folder), attributes=str(bad))
+
+
 def test_a_bad_partition_row_and_an_unknown_attribute_are_refused(celeba_like, tmp_path, capsys):
     folder, _, _ = celeba_like
     bad = tmp_path / "partition.txt"
@@ -96,3 +106,27 @@ def test_attribute_files_apply_only_to_a_folder_of_images(tmp_path):
     (tmp_path / "a.csv").write_text("file,x\n")
     with pytest.raises(DataError, match="apply to a folder of images"):
         data.load("digits", attributes=str(tmp_path / "a.csv"))
+
+
+@pytest.mark.slow
+def test_an_attribute_of_the_files_becomes_a_code_direction_of_the_export(celeba_like, tmp_path):
+    """train.py --attribute on the folder exports the attribute's vector; generate --add applies it with the
+    exported decoder as z + k s over the Keras model's own test codes."""
+    from keras_ae import generate, runs, serving
+
+    folder, values, parts = celeba_like
+    assert train.main(["--dataset", str(folder), "--attribute", "is_a_7", "--epochs", "1", "--latent-dim", "4",
+                       "--no-evaluate", "--run-dir", str(tmp_path / "run"), "--export-root",
+                       str(tmp_path / "export"), "--export-name", "m"]) == 0
+    metadata = serving.read_metadata(tmp_path / "export" / "m")
+    assert "is_a_7" in metadata["directions"]["vectors"]
+    run = runs.load_run(tmp_path / "run")
+    x, has = run.splits.sample("test", attribute="is_a_7")
+    z = np.asarray(run.model.codes(x))
+    s = z[has == 1].mean(axis=0) - z[has == 0].mean(axis=0)
+    args = generate.build_parser().parse_args([str(tmp_path / "export" / "m"), "--average", "all", "--add",
+                                               "is_a_7=2"])
+    edited, _ = generate._edited(args, metadata)
+    np.testing.assert_allclose(edited[0], z.mean(axis=0) + 2 * s, atol=1e-5)
+    np.testing.assert_allclose(generate.load_decoder(tmp_path / "export" / "m")(edited),
+                               np.asarray(run.model.decode(edited)), atol=1e-5)

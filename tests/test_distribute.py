@@ -17,7 +17,7 @@ from conftest import REPO
 from keras_ae import distribute, export, generate
 from keras_ae.distribute import read_tf_config
 from keras_ae.errors import ConfigError
-from keras_ae.networks import NetworkSpec, build_decoder
+from keras_ae.models import VAE
 
 QUICK = ["--dataset", "digits", "--latent-dim", "4", "--widths", "32", "--batch-size", "64", "--seed", "3",
          "--no-evaluate", "--no-export", "--verbose", "0"]
@@ -178,16 +178,15 @@ def test_a_bfloat16_run_trains_and_exports(tmp_path):
 
 def test_exports_compute_in_float32_whatever_the_training_policy(restore_policy):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    mixed = build_decoder(NetworkSpec((8, 8, 1), 4, "conv", (8, 16)))
+    mixed = VAE((8, 8, 1), latent_dim=4, arch="conv", widths=(8, 16))
     keras.mixed_precision.set_global_policy("float32")
-    exact = build_decoder(NetworkSpec((8, 8, 1), 4, "conv", (8, 16)))
+    exact = VAE((8, 8, 1), latent_dim=4, arch="conv", widths=(8, 16))
     exact.set_weights(mixed.get_weights())
-    copy = export.float32_network(mixed)
-    assert {layer.dtype_policy.compute_dtype for layer in copy.layers} == {"float32"}
-    assert export.float32_network(exact) is exact
     z = np.random.default_rng(0).standard_normal((16, 4)).astype("float32")
-    assert np.array_equal(np.asarray(copy(z)), np.asarray(exact(z)))
-    assert 0 < np.abs(np.asarray(copy(z)) - np.asarray(mixed(z), dtype="float32")).max() < 0.05
+    assert 0 < np.abs(np.asarray(mixed.decode(z)) - np.asarray(exact.decode(z))).max() < 0.05
+    with export.computing_in_float32(mixed):
+        assert np.array_equal(np.asarray(mixed.decode(z)), np.asarray(exact.decode(z)))
+    assert "bfloat16" in {layer.dtype_policy.compute_dtype for layer in mixed.decoder.layers}  # as it was
 
 
 @pytest.mark.parametrize("text,needle", [

@@ -7,14 +7,19 @@ image of that mean, a slider moves the code along its axis, an upload's outlier 
 
 import base64
 import io
+import os
 import shutil
 import socket
+import subprocess
+import sys
+import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ae import losses, runs
+from keras_ae import runs
+from keras_ae.errors import InputError
 
 gr = pytest.importorskip("gradio", reason='keras-ae explore needs the explore extra: pip install ".[explore]"')
 from gradio_client import Client, handle_file  # noqa: E402
@@ -23,6 +28,7 @@ from keras_ae import explore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+BROWSER_REQUIRED = os.environ.get("KERAS_AE_REQUIRE_BROWSER") == "1"  # .ci/run: no silent skip in CI
 
 
 def free_port() -> int:
@@ -106,14 +112,33 @@ def test_a_conditional_model_decodes_with_the_picked_class(served):
     assert np.abs(three.astype(int) - five).mean() > 0.5
 
 
-def test_the_interpolation_strip_runs_between_the_chosen_means(served):
+def test_the_interpolation_strip_runs_between_the_chosen_codes(served, tmp_path):
     vae = served["vae"]
-    strip = picture(vae.client.predict("1", "7", 5, api_name="/interpolate"))
     explorer = vae.explorer
-    ends = explorer.decode(np.stack([explorer.directions.average(1), explorer.directions.average(7)]))
-    width = strip.shape[1] // 5
-    np.testing.assert_array_equal(strip[:, :width], explore.to_picture(ends[:1]))
-    np.testing.assert_array_equal(strip[:, -width:], explore.to_picture(ends[1:]))
+    client = Client(vae.url, verbose=False)  # (a session of its own: the uploaded code is per session)
+    moved = zeros(explorer)
+    moved[1] = -2.0
+
+    def ends(strip, count):
+        width = picture(strip).shape[1] // count
+        return picture(strip)[:, :width], picture(strip)[:, -width:]
+
+    first, last = ends(client.predict("1", "7", 5, "all", *moved, api_name="/interpolate")[0], 5)
+    np.testing.assert_array_equal(first, explore.to_picture(explorer.decode(explorer.directions.average(1))))
+    np.testing.assert_array_equal(last, explore.to_picture(explorer.decode(explorer.directions.average(7))))
+    strip, note = client.predict(explore.UPLOADED, explore.CURRENT, 4, "all", *moved, api_name="/interpolate")
+    assert strip is None and "no image uploaded yet" in note
+    pixels_of_digit = np.zeros((8, 8), np.uint8)
+    pixels_of_digit[2:6, 3:5] = 255
+    Image.fromarray(pixels_of_digit).save(tmp_path / "one.png")
+    client.predict(handle_file(str(tmp_path / "one.png")), api_name="/upload")
+    first, last = ends(client.predict(explore.UPLOADED, explore.CURRENT, 4, "all", *moved,
+                                      api_name="/interpolate")[0], 4)
+    uploaded = explorer.analyse(pixels_of_digit[..., None] / np.float32(255))["code"]
+    np.testing.assert_array_equal(first, explore.to_picture(explorer.decode(uploaded)))
+    axes = len(explorer.axes)
+    current = explorer.code("all", moved[:axes], moved[axes:])
+    np.testing.assert_array_equal(last, explore.to_picture(explorer.decode(current)))
 
 
 def test_an_uploads_outlier_score_is_the_keras_models_and_its_percentile_the_test_splits(served, zoo, tmp_path):
@@ -124,7 +149,8 @@ def test_an_uploads_outlier_score_is_the_keras_models_and_its_percentile_the_tes
     Image.fromarray(pixels[..., 0]).save(tmp_path / "digit.png")
     seen, rebuilt, verdict = vae.client.predict(handle_file(str(tmp_path / "digit.png")), api_name="/upload")
     image = (pixels / 255.0).astype("float32")[None]
-    score = float(np.asarray(losses.squared_error(image, run.model.decode(run.model.encode(image))))[0])
+    score = float(np.asarray(run.model.outlier_score(image))[0])  # what the report's outlier scores are
+    assert run.model.outlier_score_name in verdict
     shown = float(verdict.split("Outlier score ")[1].split(" ")[0])
     assert shown == pytest.approx(score, abs=2e-3)
     percentile = 100 * np.mean(vae.explorer.directions.scores <= vae.explorer.analyse(image[0])["score"])
@@ -132,12 +158,12 @@ def test_an_uploads_outlier_score_is_the_keras_models_and_its_percentile_the_tes
     assert "resized" not in verdict and picture(rebuilt).shape == picture(seen).shape
 
 
-def test_bad_uploads_get_a_message_and_the_server_keeps_serving(served, tmp_path):
+def test_bad_uploads_get_a_message_and_the_server_keeps_serving(served, tmp_path, monkeypatch):
     vae = served["vae"]
     (tmp_path / "notes.png").write_text("not an image")
     seen, rebuilt, verdict = vae.client.predict(handle_file(str(tmp_path / "notes.png")), api_name="/upload")
-    assert seen is None and rebuilt is None and verdict == "**Not done:** notes.png is not an image " \
-                                                           "(UnidentifiedImageError)"
+    assert seen is None and rebuilt is None
+    assert verdict == "**Not done:** notes.png: unreadable image (cannot identify image file)"
     Image.fromarray(np.full((40, 30, 3), 200, np.uint8)).save(tmp_path / "big.png")
     _, _, verdict = vae.client.predict(handle_file(str(tmp_path / "big.png")), api_name="/upload")
     assert "resized from 30x40 to the model's 8x8" in verdict
@@ -145,22 +171,55 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(served, tmp_path
     huge.write_bytes(b"\0" * (explore.MAX_UPLOAD_BYTES + 1))
     with pytest.raises(Exception, match="(?i)file size|too large|exceed"):
         vae.client.predict(handle_file(str(huge)), api_name="/upload")
-    with pytest.raises(Exception):  # and on the Explorer itself (a larger limit, or no Gradio in between)
+    with pytest.raises(InputError, match="huge.png is 20.0 MB; the limit is 20 MB"):  # the app's own limit
         vae.explorer.read_upload(huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 30x40 is now a decompression bomb's size
+    with pytest.raises(InputError, match="big.png: unreadable image .*exceeds limit"):
+        vae.explorer.read_upload(tmp_path / "big.png")
     assert decoded(vae.client.predict(*["all", *zeros(vae.explorer)], api_name="/decode"))[1].size > 0
 
 
-def test_a_density_draws_samples_and_completes_the_bottom_half(served, tmp_path):
+def test_a_density_draws_samples_and_completes_the_bottom_half(served, zoo, tmp_path):
     density = served["pixelcnn"]
-    explorer = density.explorer
+    model = runs.load_run(zoo["pixelcnn"][0]).model
     drawn = picture(density.client.predict(3, api_name="/sample"))
-    np.testing.assert_array_equal(drawn, explore.to_picture(explorer.samples(3)))
+    np.testing.assert_array_equal(drawn, explore.to_picture(model.sample(explore.SAMPLES, seed=3)))  # the model's
     pixels = np.zeros((8, 8), np.uint8)
     pixels[:4, 2:6] = 255
     Image.fromarray(pixels).save(tmp_path / "top.png")
-    completed, note = density.client.predict(handle_file(str(tmp_path / "top.png")), 0, api_name="/complete")
-    top = picture(completed)[: picture(completed).shape[0] // 2]
-    np.testing.assert_array_equal(top, explore.to_picture((pixels[None, :4, :, None] / 255.0)))
+    completed, note = density.client.predict(handle_file(str(tmp_path / "top.png")), 5, api_name="/complete")
+    expected = model.complete(pixels[None, :, :, None] / np.float32(255), 4, seed=5)  # the top half given
+    np.testing.assert_array_equal(picture(completed), explore.to_picture(expected))
+
+
+def test_the_tflite_backend_shows_what_the_savedmodels_show(zoo):
+    on_device = explore.Explorer(zoo["vae"][1], backend="tflite")
+    served = explore.Explorer(zoo["vae"][1])
+    z = served.code("3", [0.5] * len(served.axes), [1.0] * len(served.attributes))
+    np.testing.assert_allclose(on_device.decode(z), served.decode(z), atol=1e-5)
+    image = served.decode(z)[0]
+    assert on_device.analyse(image)["score"] == pytest.approx(served.analyse(image)["score"], rel=1e-4)
+
+
+def test_the_command_binds_loopback_says_its_address_and_serves(zoo):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "keras_ae.explore", str(zoo["vae"][1]), "--port", str(port)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "serving" not in line:
+            line = server.stderr.readline()
+            assert line or server.poll() is None, "the server ended before it said where it serves"
+        assert f"on http://127.0.0.1:{port} " in line
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        assert decoded(client.predict("all", *zeros(explore.Explorer(zoo["vae"][1])), api_name="/decode"))[1].size
+        with socket.socket() as probe:  # bound to loopback only: another address of this machine is refused
+            outside = socket.gethostbyname(socket.gethostname())
+            if not outside.startswith("127."):
+                assert probe.connect_ex((outside, port)) != 0
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def test_the_command_refuses_what_it_cannot_serve_in_one_line(zoo, tmp_path, capsys):
@@ -182,14 +241,15 @@ def test_the_command_refuses_what_it_cannot_serve_in_one_line(zoo, tmp_path, cap
         assert f"port {port} on 127.0.0.1 is in use" in refused([zoo["vae"][1], "--port", port])
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no headless Chromium here: apt-get install chromium "
-                                                            "chromium-driver (.ci/run does)")
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER or BROWSER_REQUIRED),
+                    reason="no headless Chromium here: apt-get install chromium chromium-driver (.ci/run does)")
 def test_in_a_real_browser_a_slider_changes_the_shown_image(served, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    assert CHROMIUM and CHROMEDRIVER, "KERAS_AE_REQUIRE_BROWSER=1 but chromium or chromedriver is not on PATH"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
@@ -203,11 +263,23 @@ def test_in_a_real_browser_a_slider_changes_the_shown_image(served, tmp_path):
             images = driver.find_elements(By.CSS_SELECTOR, "img")
             return next((i.get_attribute("src") for i in images if "image.png" in (i.get_attribute("src") or "")), None)
 
+        def pixels_at(src) -> np.ndarray:
+            with urllib.request.urlopen(src) as reply:
+                return np.asarray(Image.open(io.BytesIO(reply.read())))
+
         first = wait.until(lambda _: shown())
         number = driver.find_elements(By.CSS_SELECTOR, "input[type=number]")[0]  # the first slider's number box
         number.clear()
         number.send_keys("2.5\n")
-        wait.until(lambda _: shown() not in (None, first))
+        after = wait.until(lambda _: shown() not in (None, first) and shown())
+        explorer = served["vae"].explorer
+        def picture(first_slider: float) -> np.ndarray:
+            values = [first_slider] + [0.0] * (len(explorer.axes) - 1)
+            return explore.to_picture(explorer.decode(explorer.code("all", values, [0.0] * len(explorer.attributes))))
+
+        np.testing.assert_array_equal(pixels_at(first), picture(0.0))  # the picture of the starting code
+        np.testing.assert_array_equal(pixels_at(after), picture(2.5))  # the picture of the moved code
+        assert np.any(picture(0.0) != picture(2.5))
         driver.save_screenshot(str(tmp_path / "explore.png"))
         assert (tmp_path / "explore.png").stat().st_size > 10_000
     finally:

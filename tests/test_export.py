@@ -70,7 +70,8 @@ CLIENT = BLOCK_MODEL_CODE + textwrap.dedent('''
                                                        "psnr_db": psnr(images, ref["images"])}
         for backend in serving.BACKENDS:
             heads = generate.load_encoder(export_dir, backend)(ref["x"], labels)
-            errors = [float(np.abs(heads[h] - ref[f"head_{h}"]).max()) for h in heads]
+            errors = [float((np.abs(heads[h] - ref[f"head_{h}"]) / np.maximum(1, np.abs(ref[f"head_{h}"]))).max())
+                      for h in heads]  # (relative beyond 1: an outlier score is a sum over the pixels)
             figures[f"encoder {backend}"] = {"max_abs": max(errors)}
         results[name] = figures
     loaded = sorted(m for m in sys.modules if m.split(".")[0] == "keras" or m.startswith(Blocked.blocked))
@@ -149,7 +150,9 @@ def test_every_model_exports_a_complete_verified_layout(name, runs, exports, exp
         assert decoder["inputs"] == {"z": z, **label} and decoder["outputs"] == {"images": images}
         assert encoder["inputs"] == {"images": images, **label}
         vae = name in ("vae", "cvae")
-        assert encoder["outputs"] == ({"z_mean": z, "z_log_var": z} if vae else {"z": z})
+        score = {"outlier_score": {"dtype": "float32", "shape": [-1]}}  # the report's, per image
+        assert encoder["outputs"] == ({"z_mean": z, "z_log_var": z} if vae else {"z": z}) | score
+        assert metadata["outlier_score"] == MODELS[name].outlier_score_name
         assert metadata["sampling"]["prior"] == {"vae": "normal", "cvae": "normal", "vqvae": "autoregressive"}.get(
             name, "empirical_gaussian")
         assert metadata["metrics"]["test"]["squared_error"] > 0
@@ -212,7 +215,8 @@ def test_a_fresh_process_without_keras_reproduces_the_keras_model(runs, exports,
         z = np.random.default_rng(0).standard_normal((64, LATENT)).astype(np.float32)
         reference = {"z": z, "images": np.asarray(model.decode(z, labels)), "x": x[:64],
                      **{f"head_{head}": np.asarray(v)
-                        for head, v in model.encoder(model.conditioned(x[:64], labels)).items()}}
+                        for head, v in model.encoder(model.conditioned(x[:64], labels)).items()},
+                     "head_outlier_score": np.asarray(model.outlier_score(x[:64], labels))}
         if labels is not None:
             reference["labels"] = labels
         np.savez(tmp_path / f"{name}.npz", **reference)

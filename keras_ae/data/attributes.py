@@ -34,7 +34,7 @@ def files_beside(folder: Path, attributes, partition) -> tuple[Path | None, Path
 
 def _lines(path: Path) -> list[str]:
     try:
-        return path.read_text().splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # (a spreadsheet's CSV may begin with a BOM)
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: unreadable ({error})") from None
 
@@ -43,25 +43,29 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]
     """(names, files, 0/1 values (files x names) as uint8) from a CelebA attribute list or a CSV."""
     lines = _lines(path)
     if path.suffix.lower() == ".csv":
-        rows = list(csv.reader(lines))
+        try:
+            rows = list(csv.reader(lines))
+        except csv.Error as error:
+            raise DataError(f"{path}: not a CSV ({error})") from None
         if not rows or len(rows[0]) < 2 or rows[0][0].strip().lower() != "file":
             raise DataError(f"{path}:1: expected a header file,<attribute>,..., got {lines[0][:80] if lines else ''!r}")
-        names, body, first = tuple(name.strip() for name in rows[0][1:]), rows[1:], 2
+        names = tuple(name.strip() for name in rows[0][1:])
+        body = [(number, row) for number, row in enumerate(rows[1:], 2) if row]
     else:
         if len(lines) < 2 or not lines[0].strip().isdigit():
             raise DataError(f"{path}:1: expected CelebA's layout: a count line, a line of attribute names, then "
                             f"file -1|1 ... rows (or give a .csv)")
-        names, first = tuple(lines[1].split()), 3
-        body = [line.split() for line in lines[2:] if line.strip()]
+        names = tuple(lines[1].split())
+        body = [(number, line.split()) for number, line in enumerate(lines[2:], 3) if line.strip()]
         if int(lines[0]) != len(body):
             raise DataError(f"{path}:1: says {int(lines[0])} rows, the file has {len(body)}")
     if len(set(names)) != len(names) or not all(names):
         raise DataError(f"{path}: attribute names must be distinct and non-empty, got {', '.join(names)[:120]}")
     files, values = [], np.zeros((len(body), len(names)), np.uint8)
-    for index, row in enumerate(body):
+    for index, (number, row) in enumerate(body):
         cells = [cell.strip() for cell in row]
         if len(cells) != len(names) + 1 or any(cell not in _VALUES for cell in cells[1:]):
-            raise DataError(f"{path}:{first + index}: expected a file name and {len(names)} values of 0/1 or -1/1, "
+            raise DataError(f"{path}:{number}: expected a file name and {len(names)} values of 0/1 or -1/1, "
                             f"got {' '.join(cells)[:80]!r}")
         files.append(cells[0])
         values[index] = [_VALUES[cell] for cell in cells[1:]]

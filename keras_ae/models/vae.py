@@ -87,7 +87,7 @@ class VAE(Autoencoder):
 
     heads = ("z_mean", "z_log_var")
     loss_terms = ("loss", "reconstruction", "kl", "elbo", "bits_per_dim", "active_units")
-    outlier_score_name = "-ELBO (nats)"
+    outlier_score_name = "-ELBO at the posterior mean (nats)"
     test_options = {"latent_dim": 8, "arch": "conv", "widths": (8, 16)}
     options = {
         "beta": Option("weight of the KL term (>= 0): 1 is the ELBO, > 1 a beta-VAE", finite_float, default=1.0),
@@ -193,8 +193,11 @@ class VAE(Autoencoder):
 
     # ---- likelihood evaluation -------------------------------------------------------------------
     def outlier_score(self, x, labels=None):
-        """-ELBO per image in nats (one sample of z)."""
-        return -self.elbo_per_image(x, labels)
+        """The ELBO's two terms with the posterior mean as the code, per image in nats: -log p(x | z = E[z|x]) +
+        KL(q(z|x) || p(z)). Deterministic (one sampled z would give another score at every call), so the report,
+        the exported encoder and the explorer give one image the same score."""
+        mean, log_var = self.posterior(x, labels)
+        return self.reconstruction_error(x, self.decode_logits(mean, labels)) + self.kl_per_image(mean, log_var, mean)
 
     def log_weights(self, x, labels, k: int, seed=None, training=False, posterior=None):
         """log p(x, z_k) - log q(z_k | x) for k draws z_k ~ q(z|x) per image: a (k, N) tensor, differentiable.
