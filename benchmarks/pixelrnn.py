@@ -1,13 +1,15 @@
 """PixelRNN beside the PixelCNN on binarized digits: speed, sequential steps, and the exact NLL at equal epochs.
 
     KERAS_AE_DATA=../shared/datasets python benchmarks/pixelrnn.py --epochs 1
-    KERAS_AE_DATA=../shared/datasets python benchmarks/pixelrnn.py --dataset binarized_mnist --epochs 3 --test-images 0
+    KERAS_AE_DATA=../shared/datasets python benchmarks/pixelrnn.py --dataset binarized_mnist --epochs 2 \
+        --test-images 0 --learning-rate 3e-3
 
 Three networks at their defaults (the PixelCNN; the Row LSTM and the Diagonal BiLSTM at the paper's MNIST
 setting, 7 layers of h = 16), on 28x28 digits (mnist-small by default, dynamically binarized), seed 0:
 
-- training images per second (batch 32, measured over the run's epochs) and the sequential LSTM
-  steps of one network pass (1 for the PixelCNN, H for the Row LSTM, W + H - 1 for the Diagonal BiLSTM);
+- training images per second (batch 32, Adam at ``--learning-rate``, measured over the run's epochs) and the
+  sequential LSTM steps of one network pass (1 for the PixelCNN, H for the Row LSTM, W + H - 1 for the
+  Diagonal BiLSTM);
 - the exact test NLL (nats, on ``--test-images`` test digits binarized once; 0: all) after ``--epochs`` epochs,
   and the validation NLL after each epoch with the wall time it had taken (for the figure at equal wall time);
 - the sampling time per 28x28 image from the Keras model, the SavedModel and the TFLite step file,
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=500, help="test digits the exact NLL is measured on")
     parser.add_argument("--rows", type=int, default=2, help="rows drawn to time sampling (scaled to the image)")
     parser.add_argument("--networks", default=",".join(NETWORKS), help=f"which of {', '.join(NETWORKS)}")
+    parser.add_argument("--learning-rate", default="1e-3", help="Adam's learning rate, the same for every network")
     options = parser.parse_args()
     unknown = set(options.networks.split(",")) - set(NETWORKS)
     if unknown:
@@ -62,6 +65,7 @@ def main() -> None:
         folder = root / f"pixelrnn-bench-{label.replace(' ', '-').lower()}"
         start = time.monotonic()
         run(parse_args([*flags, "--dataset", options.dataset, "--epochs", str(options.epochs), "--batch-size", "32",
+                        "--learning-rate", options.learning_rate,
                         "--seed", str(options.seed), "--run-dir", str(folder), "--overwrite", "--verbose", "2",
                         "--no-evaluate", "--export-root", str(root / "export"), "--export-name", folder.name]))
         train_seconds = time.monotonic() - start  # (with the export and the figures: an upper bound)
@@ -97,6 +101,7 @@ def main() -> None:
         "dataset": splits.source, "train_images": len(splits.train), "test_images": len(test_x),
         "binarization": "dynamic in training; the test images binarized once, seed 0 (a fixed binarization such "
                          "as binarized_mnist's stays as it is)", "epochs": options.epochs,
+        "batch_size": 32, "learning_rate": float(options.learning_rate),
         "seed": options.seed, "networks": rows}, indent=2) + "\n")
     print("| network | test NLL (exact, nats) | training images/s | sequential steps per pass | sampling s/image "
           "(Keras / SavedModel / TFLite) |\n| --- | --- | --- | --- | --- |")

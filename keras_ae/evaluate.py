@@ -27,7 +27,7 @@ from keras_ae.contract import Likelihood
 from keras_ae.data.dataset import SAMPLE_IMAGES
 from keras_ae.errors import exit_code
 from keras_ae.models.base import in_batches
-from keras_ae.options import positive_int
+from keras_ae.options import non_negative_int, positive_int
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
@@ -368,10 +368,13 @@ def write_report(run, report: dict, figures: list[str]) -> None:
 QUICK = {"sample_images": 500, "probe_images": 1000, "likelihood_samples": 10}  # --quick-eval: a first look in seconds
 
 
-def report_run(run, likelihood_samples: int = 100, figures: bool = True, quick: bool = False) -> dict:
-    """Evaluate a loaded run and write its report and figures; returns the report. ``quick`` evaluates on
-    fewer images (``QUICK``: 500 test images, 1,000 probe images, K = 10), as the report then says."""
-    report = evaluate(run, **(QUICK if quick else {"likelihood_samples": likelihood_samples}))
+def report_run(run, likelihood_samples: int = 100, figures: bool = True, quick: bool = False,
+               test_images: int = SAMPLE_IMAGES) -> dict:
+    """Evaluate a loaded run and write its report and figures; returns the report. ``test_images`` is the size
+    of the test sample the sampled metrics use (0: the whole split). ``quick`` evaluates on fewer images
+    (``QUICK``: 500 test images, 1,000 probe images, K = 10), as the report then says."""
+    report = evaluate(run, **(QUICK if quick else {"likelihood_samples": likelihood_samples,
+                                                   "sample_images": test_images or None}))
     if quick:
         report["notes"].insert(0, "quick evaluation: at most 500 test images, 1,000 probe images and K = 10; "
                                   f"python -m keras_ae.evaluate {run.folder} gives the full one")
@@ -392,6 +395,9 @@ def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--likelihood-samples", "--iwae-samples", type=positive_int, default=100, metavar="K",
                         help="samples per test image of an estimated likelihood (the K of a bound); exact ones take none")
+    parser.add_argument("--test-images", type=non_negative_int, default=SAMPLE_IMAGES, metavar="N",
+                        help=f"test images (a seeded sample) the likelihood, outlier scores, codes and probe use "
+                             f"(default {SAMPLE_IMAGES:,}; 0: every one)")
     parser.add_argument("--no-figures", action="store_true", help="write the report only")
     parser.add_argument("--quick", action="store_true", help="a first look in seconds: 500 test images, 1,000 "
                                                              "probe images, K = 10 (the report says so)")
@@ -408,7 +414,7 @@ def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
                     run.splits.check_attribute(args.attribute)
                     run.config["options"]["attribute"] = args.attribute
                 report = report_run(run, likelihood_samples=args.likelihood_samples, figures=not args.no_figures,
-                                    quick=args.quick)
+                                    quick=args.quick, test_images=args.test_images)
                 console.save_native_log(folder)
             print(markdown_table([summary_row(report)]))
             for line in report["findings"] + [f"note: {note}" for note in report["notes"]]:

@@ -66,6 +66,7 @@ class _ListPresets(argparse.Action):
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     """The ``train.py`` command line; every flag is documented in ``--help`` with its real default."""
     from keras_ae.data import CACHE_POLICIES
+    from keras_ae.data.dataset import SAMPLE_IMAGES
     from keras_ae.distribute import STRATEGIES
     from keras_ae.models import MODELS, SHARED_OPTIONS
 
@@ -123,7 +124,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     training.add_argument("--steps-per-epoch", type=opts.positive_int, default=None, metavar="N",
                           help="end each epoch after N batches (the data repeats), for datasets whose epoch is "
                                "long; validation then uses at most N batches (default: one pass over the data)")
-    training.add_argument("--learning-rate", type=opts.positive_float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--learning-rate", type=opts.positive_float, default=None,
+                          help="Adam's learning rate (default: the model's, 1e-3; 3e-3 for the PixelRNN)")
     training.add_argument("--lr-schedule", default="constant", choices=LR_SCHEDULES,
                           help="constant: --learning-rate throughout; cosine: decayed from it to 0 along a half "
                                "cosine over the training's steps (BENCHMARKS.md measures both)")
@@ -164,6 +166,9 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     out.add_argument("--likelihood-samples", "--iwae-samples", type=opts.positive_int, default=100, metavar="K",
                      help="samples per test image of a likelihood the evaluation estimates (the K of a bound, e.g. "
                           "the importance-weighted one); an exact likelihood takes none")
+    out.add_argument("--test-images", type=opts.non_negative_int, default=SAMPLE_IMAGES, metavar="N",
+                     help="test images (a seeded sample) the evaluation's likelihood, outlier scores, codes and probe "
+                          f"use (default {SAMPLE_IMAGES:,}; 0: every one); the reconstruction error covers them all")
     out.add_argument("--quick-eval", action="store_true",
                      help="evaluate in seconds on fewer images (500 test, 1,000 probe, K = 10; the report says so)")
     out.add_argument("--no-export", action="store_true",
@@ -325,14 +330,14 @@ def _train_report_export(args: argparse.Namespace, model_cls, run_dir: Path) -> 
           verbose=(1 if sys.stdout.isatty() else 2) if args.verbose is None else args.verbose, overwrite=args.overwrite,
           options={**vars(args), "run_dir": str(run_dir)})
     _report(model, splits, run_dir, evaluate=not args.no_evaluate, likelihood_samples=args.likelihood_samples,
-            quick=args.quick_eval)
+            quick=args.quick_eval, test_images=args.test_images)
     if not args.no_export:
         from keras_ae.export import export_run
 
         log.info("exported: %s", export_run(run_dir, args.export_root, name=args.export_name))
 
 
-def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
+def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, learning_rate: float | None = None,
           lr_schedule: str = "constant", augment_shift: int = 0, steps_per_epoch: int | None = None,
           early_stopping: int = 0, seed: int = 0, jit_compile: bool = False, verbose="auto", overwrite: bool = False,
           options: dict | None = None, time_budget: float | None = None) -> Path:
@@ -342,7 +347,8 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
     epoch (the same call resumes a killed run from its last good epoch, after checking that the data
     is the data it was trained on), fits the model's prior to the training codes (at most
     ``PRIOR_IMAGES``), then writes model.keras (atomically) and results.json. ``lr_schedule`` is one
-    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` to 0 over the ``epochs`` of the run.
+    of LR_SCHEDULES: ``"cosine"`` decays ``learning_rate`` (None: the model's ``default_learning_rate``) to 0
+    over the ``epochs`` of the run.
     ``augment_shift`` moves each training image by up to that many pixels each way, anew every epoch.
     A NaN or infinite loss stops training with a KerasAEError naming the epoch and the last good checkpoint;
     an unreadable image file, with a DataError naming it. ``steps_per_epoch`` ends each epoch after that many batches
@@ -362,6 +368,7 @@ def train(model, splits, run_dir, *, epochs: int = 10, batch_size: int = 128, le
         raise ConfigError(f"time_budget must be a finite number of minutes > 0, got {time_budget!r:.40}")
     if time_budget is not None and lr_schedule == "cosine" and epochs >= BUDGET_EPOCHS:
         raise ConfigError("--lr-schedule cosine decays over --epochs: give --epochs with --time-budget")
+    learning_rate = model.default_learning_rate if learning_rate is None else learning_rate
     settings = {"epochs": epochs, "time_budget": time_budget, "batch_size": batch_size, "learning_rate": learning_rate,
                 "lr_schedule": lr_schedule, "augment_shift": augment_shift, "steps_per_epoch": steps_per_epoch, "early_stopping": early_stopping,
                 "seed": seed, "jit_compile": jit_compile}
@@ -406,7 +413,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
         initial_epoch = backup.restore(model)
     if initial_epoch:
         log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, epochs)
-    runs.write_config(folder, model, splits, options={**settings, **(options or {})})
+    runs.write_config(folder, model, splits, options={**(options or {}), **settings})  # (the resolved settings win)
     _log_start(model, splits)
 
     if shard is not None:
@@ -424,7 +431,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     with splits.reading():
         test_metrics = _write_results(model, splits, folder, batch_size, backup.seconds)
         test_x, test_y = splits.sample("test", tensorboard.PROJECTED)
-    tensorboard.write_summary(folder / "logs", model, {**settings, **(options or {})}, test_metrics, test_x, test_y,
+    tensorboard.write_summary(folder / "logs", model, {**(options or {}), **settings}, test_metrics, test_x, test_y,
                               epoch=max(0, epochs - 1))
     return run_dir
 
@@ -516,7 +523,8 @@ def _write_results(model, splits, run_dir: Path, batch_size: int, training_secon
     return test_metrics
 
 
-def _report(model, splits, run_dir: Path, evaluate: bool, likelihood_samples: int = 100, quick: bool = False) -> None:
+def _report(model, splits, run_dir: Path, evaluate: bool, likelihood_samples: int, quick: bool,
+            test_images: int) -> None:
     """The full evaluation report and figures, or (without ``evaluate``) the reconstruction, code and
     sample figures only."""
     from keras_ae import evaluate as evaluation
@@ -525,7 +533,8 @@ def _report(model, splits, run_dir: Path, evaluate: bool, likelihood_samples: in
 
     run = Run(run_dir, read_config(run_dir), model, splits)
     if evaluate:
-        for finding in evaluation.report_run(run, likelihood_samples=likelihood_samples, quick=quick)["findings"]:
+        for finding in evaluation.report_run(run, likelihood_samples=likelihood_samples, quick=quick,
+                                             test_images=test_images)["findings"]:
             log.info("%s", finding)
         log.info("report: %s", run_dir / "report.md")
     else:

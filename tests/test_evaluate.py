@@ -1,6 +1,7 @@
 """Each metric on a case whose answer is known; the report, figures and comparison end to end."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -132,6 +133,15 @@ def test_training_writes_the_report_with_every_vae_metric(vae_run):
     assert metrics["probe"]["pixels"]["logistic"] > 0.9
     assert 0.5 < metrics["outlier_auc"]["noise"] <= 1.0
     assert "## Figures" in (vae_run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_test_images_sets_the_sample_the_likelihood_and_the_scores_use(vae_run, tmp_path):
+    copy = shutil.copytree(vae_run, tmp_path / "vae")
+    for count, expected in (("50", 50), ("0", 180)):  # 0: the whole test split of the 8x8 digits
+        assert evaluate.main([str(copy), "--test-images", count, "--no-figures", "--likelihood-samples", "5"]) == 0
+        report = json.loads((copy / "report.json").read_text())
+        assert report["images"]["sample of the test split"] == expected
 
 
 @pytest.mark.slow

@@ -3,16 +3,18 @@ directions of the BiLSTM, grey and colour, odd sizes), it sums to one, it round-
 scores as Keras does."""
 
 import itertools
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import option_flags
 from keras_ae import serving, train
 from keras_ae.errors import ConfigError
 from keras_ae.export import export_model
-from keras_ae.models import ConditionalPixelRNN, PixelRNN
+from keras_ae.models import ConditionalPixelRNN, PixelRNN, model_class
 from keras_ae.models import pixelrnn as pixelrnn_module
 from keras_ae.models.base import in_batches
 
@@ -110,6 +112,18 @@ def test_the_command_line_refuses_bad_flags_in_one_line(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--model", "pixelrnn", *flags])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, flags, rate", [("pixelrnn", [], 3e-3), ("pixelcnn", [], 1e-3),
+                                                 ("pixelrnn", ["--learning-rate", "0.02"], 0.02)])
+def test_each_model_trains_at_its_own_default_learning_rate_and_the_run_records_it(tmp_path, model, flags, rate):
+    np.savez(tmp_path / "tiny.npz", x=np.random.default_rng(0).integers(0, 2, (40, 4, 4), np.uint8) * 255)
+    assert train.main(["--model", model, *option_flags(model_class(model)), "--dataset", str(tmp_path / "tiny.npz"),
+                       "--epochs", "1", "--batch-size", "8", "--no-evaluate", "--no-export", "--run-dir",
+                       str(tmp_path / "r"), *flags]) == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["options"]["learning_rate"] == rate
+    trained = keras.models.load_model(tmp_path / "r" / "model.keras")
+    assert float(trained.optimizer.learning_rate.numpy()) == pytest.approx(rate)
 
 
 def test_the_conditional_model_needs_labels(tmp_path, capsys):

@@ -164,6 +164,7 @@ class ZooModel(keras.Model):
     code = None  # a Code (keras_ae.contract): encode/decode/codes/prior/reconstruct exist (the autoencoder contract)
     density = None  # a Density: the model is an autoregressive density (keras_ae.models.density)
     sampling_passes = 1  # sequential network passes that one new image takes
+    default_learning_rate = 1e-3  # Adam's, when train.py's --learning-rate (or train()'s) is not given
     options: dict = {}
     num_classes = None
 
