@@ -158,9 +158,7 @@ def of_run(run) -> Directions:
     x, y = run.splits.sample("test")
     labels = y if model.num_classes else None
     z = model.codes(x, labels)
-    from keras_ae.models.base import in_batches  # (here: the rest of this module needs NumPy only)
-
-    scores = in_batches(model.outlier_score, x, labels)
+    scores = model.outlier_scores(x, labels)
     chosen = run.config["options"].get("attribute")
     names = [chosen] if chosen else run.splits.attributes
     attributes = {name: run.splits.sample("test", attribute=name)[1] for name in names}

@@ -193,10 +193,10 @@ def outlier_detection(model, x, labels=None, seed: int = 0) -> dict:
     """ROC AUC of the model's outlier score (``model.outlier_score``) for test images against uniform-noise
     images, inverted images (1 - x) and upside-down images (harder: a 0, 1 or 8 stays a plausible digit)."""
     rng = np.random.default_rng(seed)
-    inliers = in_batches(model.outlier_score, x, labels)
+    inliers = model.outlier_scores(x, labels)
     others = {"noise": rng.random(x.shape).astype("float32"), "inverted": (1.0 - x).astype("float32"),
               "upside_down": np.ascontiguousarray(x[:, ::-1])}
-    return {name: roc_auc(inliers, in_batches(model.outlier_score, images, labels)) for name, images in others.items()}
+    return {name: roc_auc(inliers, model.outlier_scores(images, labels)) for name, images in others.items()}
 
 
 def compression(model, x, labels=None) -> dict:

@@ -246,6 +246,10 @@ class ZooModel(keras.Model):
         it has no density. ``num_samples`` is the K of an estimator (the VAE's importance-weighted bound)."""
         return None
 
+    def outlier_scores(self, x, labels=None, batch_size: int = 256) -> np.ndarray:
+        """``self.outlier_score`` of images ``x`` (higher: less like the training data), in batches, as NumPy."""
+        return in_batches(self.outlier_score, x, labels, batch_size)
+
     def model_metrics(self, x, labels=None) -> dict:
         """Figures of this model's own on test images ``x`` (a VQ-VAE's codebook usage), for the report's
         ``metrics.model``; none by default."""
