@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from keras_ae.errors import KerasAEError
+from keras_ae.errors import KerasAEError, one_line
 from keras_ae.io import atomic_path, confined, read_json, write_json
 
 
@@ -67,7 +67,11 @@ class Backup(keras.callbacks.Callback):
             self.history.unlink(missing_ok=True)  # rows of no checkpoint: a fresh start
             return 0
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(state["path"])
+        try:
+            model.load_weights(state["path"])
+        except ValueError as error:  # weights of another layout (a checkpoint of an older keras_ae)
+            raise KerasAEError(f"{state['path']}: this checkpoint does not fit the model ({one_line(error)[:160]}); "
+                               f"remove {self.folder} or pass --overwrite to train from the start") from None
         self.epoch, self.seconds = state["epoch"], float(state.get("seconds", 0.0))
         if self.history.is_file():
             with self.history.open(newline="") as f:

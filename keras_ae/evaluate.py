@@ -25,12 +25,13 @@ from keras_ae import figures as figure_lib
 from keras_ae import losses
 from keras_ae.contract import Likelihood
 from keras_ae.data.dataset import SAMPLE_IMAGES
-from keras_ae.errors import exit_code
+from keras_ae.errors import ConfigError, exit_code
 from keras_ae.models.base import in_batches
 from keras_ae.options import non_negative_int, positive_int
 
 log = logging.getLogger("keras_ae")
 CORRUPTIONS = {"gaussian": 0.3, "mask": 0.4}  # the corrupted test images every model is scored on
+LIKELIHOOD_SAMPLES = 100  # the K of an estimated likelihood unless given
 PROBE_IMAGES = 5000  # training images the latent probe's classifiers and the PCA baseline are fitted on
 
 
@@ -219,7 +220,7 @@ def compression(model, x, labels=None) -> dict:
 
 
 # ---- the report ---------------------------------------------------------------------------------------
-def evaluate(run, likelihood_samples: int = 100, sample_images: int = SAMPLE_IMAGES, probe_images: int = PROBE_IMAGES,
+def evaluate(run, likelihood_samples: int = LIKELIHOOD_SAMPLES, sample_images: int = SAMPLE_IMAGES, probe_images: int = PROBE_IMAGES,
              jacobian_images: int = 200) -> dict:
     """Every metric that applies to ``run`` (a :class:`keras_ae.runs.Run`), with notes on what was skipped.
 
@@ -368,13 +369,25 @@ def write_report(run, report: dict, figures: list[str]) -> None:
 QUICK = {"sample_images": 500, "probe_images": 1000, "likelihood_samples": 10}  # --quick-eval: a first look in seconds
 
 
-def report_run(run, likelihood_samples: int = 100, figures: bool = True, quick: bool = False,
-               test_images: int = SAMPLE_IMAGES) -> dict:
-    """Evaluate a loaded run and write its report and figures; returns the report. ``test_images`` is the size
-    of the test sample the sampled metrics use (0: the whole split). ``quick`` evaluates on fewer images
-    (``QUICK``: 500 test images, 1,000 probe images, K = 10), as the report then says."""
-    report = evaluate(run, **(QUICK if quick else {"likelihood_samples": likelihood_samples,
-                                                   "sample_images": test_images or None}))
+def sample_settings(likelihood_samples: int | None, test_images: int | None, quick: bool) -> dict:
+    """The evaluation's K and test sample: ``QUICK``'s with ``quick``, else the given ones or the defaults
+    (``test_images`` 0: the whole split). ConfigError when ``quick`` comes with either: it would ignore them."""
+    if quick:
+        if likelihood_samples is not None or test_images is not None:
+            raise ConfigError("the quick evaluation sets its own sample (500 test images, K = 10): give "
+                              "--test-images and --likelihood-samples without it")
+        return QUICK
+    return {"likelihood_samples": LIKELIHOOD_SAMPLES if likelihood_samples is None else likelihood_samples,
+            "sample_images": (SAMPLE_IMAGES if test_images is None else test_images) or None}
+
+
+def report_run(run, likelihood_samples: int | None = None, figures: bool = True, quick: bool = False,
+               test_images: int | None = None) -> dict:
+    """Evaluate a loaded run and write its report and figures; returns the report. ``likelihood_samples`` is the
+    K of an estimated likelihood (default 100), ``test_images`` the size of the test sample the sampled metrics
+    use (default SAMPLE_IMAGES; 0: the whole split). ``quick`` evaluates on fewer images (``QUICK``: 500 test
+    images, 1,000 probe images, K = 10), as the report then says (:func:`sample_settings`)."""
+    report = evaluate(run, **sample_settings(likelihood_samples, test_images, quick))
     if quick:
         report["notes"].insert(0, "quick evaluation: at most 500 test images, 1,000 probe images and K = 10; "
                                   f"python -m keras_ae.evaluate {run.folder} gives the full one")
@@ -393,9 +406,10 @@ def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
-    parser.add_argument("--likelihood-samples", "--iwae-samples", type=positive_int, default=100, metavar="K",
-                        help="samples per test image of an estimated likelihood (the K of a bound); exact ones take none")
-    parser.add_argument("--test-images", type=non_negative_int, default=SAMPLE_IMAGES, metavar="N",
+    parser.add_argument("--likelihood-samples", "--iwae-samples", type=positive_int, default=None, metavar="K",
+                        help=f"samples per test image of an estimated likelihood (the K of a bound; default "
+                             f"{LIKELIHOOD_SAMPLES}); exact ones take none")
+    parser.add_argument("--test-images", type=non_negative_int, default=None, metavar="N",
                         help=f"test images (a seeded sample) the likelihood, outlier scores, codes and probe use "
                              f"(default {SAMPLE_IMAGES:,}; 0: every one)")
     parser.add_argument("--no-figures", action="store_true", help="write the report only")
@@ -404,6 +418,10 @@ def main(argv=None, prog: str = "python -m keras_ae.evaluate") -> int:
     parser.add_argument("--attribute", default=None, metavar="NAME",
                         help="a binary attribute of the data for the arithmetic figure (default: the run's own)")
     args = parser.parse_args(argv)
+    try:
+        sample_settings(args.likelihood_samples, args.test_images, args.quick)
+    except ConfigError as error:
+        parser.error(str(error))
     from keras_ae.runs import load_run, locked
 
     def evaluate_each():

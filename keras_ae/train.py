@@ -163,10 +163,10 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     out.add_argument("--no-evaluate", action="store_true",
                      help="skip the evaluation report after training (python -m keras_ae.evaluate RUN does it later); "
                           "the reconstruction, code and sample figures are still written")
-    out.add_argument("--likelihood-samples", "--iwae-samples", type=opts.positive_int, default=100, metavar="K",
+    out.add_argument("--likelihood-samples", "--iwae-samples", type=opts.positive_int, default=None, metavar="K",
                      help="samples per test image of a likelihood the evaluation estimates (the K of a bound, e.g. "
-                          "the importance-weighted one); an exact likelihood takes none")
-    out.add_argument("--test-images", type=opts.non_negative_int, default=SAMPLE_IMAGES, metavar="N",
+                          "the importance-weighted one; default 100); an exact likelihood takes none")
+    out.add_argument("--test-images", type=opts.non_negative_int, default=None, metavar="N",
                      help="test images (a seeded sample) the evaluation's likelihood, outlier scores, codes and probe "
                           f"use (default {SAMPLE_IMAGES:,}; 0: every one); the reconstruction error covers them all")
     out.add_argument("--quick-eval", action="store_true",
@@ -242,7 +242,8 @@ def default_run_dir(args: argparse.Namespace, model_cls) -> Path:
 
     from keras_ae import runs
 
-    defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls)}
+    defaults = {**vars(build_parser().parse_args([])), **opts.constructor_defaults(model_cls),
+                "learning_rate": model_cls.default_learning_rate}
     declared = opts.flag_options(model_cls)
     values = {name: defaults.get(name) if getattr(args, name, None) is None else getattr(args, name)
               for name in declared}
@@ -413,7 +414,8 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
         initial_epoch = backup.restore(model)
     if initial_epoch:
         log.info("resuming %s from the end of epoch %d of %d", run_dir, initial_epoch, epochs)
-    runs.write_config(folder, model, splits, options={**(options or {}), **settings})  # (the resolved settings win)
+    recorded = {**settings, **(options or {}), "learning_rate": settings["learning_rate"]}  # (the rate as resolved)
+    runs.write_config(folder, model, splits, options=recorded)
     _log_start(model, splits)
 
     if shard is not None:
@@ -431,7 +433,7 @@ def _train_into(folder: Path, run_dir: Path, model, splits, settings: dict, opti
     with splits.reading():
         test_metrics = _write_results(model, splits, folder, batch_size, backup.seconds)
         test_x, test_y = splits.sample("test", tensorboard.PROJECTED)
-    tensorboard.write_summary(folder / "logs", model, {**(options or {}), **settings}, test_metrics, test_x, test_y,
+    tensorboard.write_summary(folder / "logs", model, recorded, test_metrics, test_x, test_y,
                               epoch=max(0, epochs - 1))
     return run_dir
 
@@ -523,8 +525,8 @@ def _write_results(model, splits, run_dir: Path, batch_size: int, training_secon
     return test_metrics
 
 
-def _report(model, splits, run_dir: Path, evaluate: bool, likelihood_samples: int, quick: bool,
-            test_images: int) -> None:
+def _report(model, splits, run_dir: Path, evaluate: bool, likelihood_samples: int | None, quick: bool,
+            test_images: int | None) -> None:
     """The full evaluation report and figures, or (without ``evaluate``) the reconstruction, code and
     sample figures only."""
     from keras_ae import evaluate as evaluation
@@ -557,6 +559,12 @@ def parse_args(argv=None, prog: str = "train.py") -> argparse.Namespace:
         except KerasAEError as error:
             parser.error(str(error))
     args = parser.parse_args(argv)
+    from keras_ae.evaluate import sample_settings
+
+    try:
+        sample_settings(args.likelihood_samples, args.test_images, args.quick_eval)
+    except KerasAEError as error:
+        parser.error(str(error))
     args.command = " ".join([prog, shlex.join(argv)]).strip()  # prog may be two words: keras-ae train
     return args
 

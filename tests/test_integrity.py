@@ -160,7 +160,8 @@ def test_a_time_budget_ends_at_the_last_epoch_that_fits_and_counts_across_a_kill
     assert epochs_of(whole) == [0, 1, 2]
     results = json.loads((whole / "results.json").read_text())
     assert results["epochs_run"] == 3 and results["training_seconds"] == 180
-    assert json.loads((whole / "config.json").read_text())["options"]["time_budget"] == 3.5
+    options = json.loads((whole / "config.json").read_text())["options"]
+    assert options["time_budget"] == 3.5 and options["epochs"] is None  # (as given: the budget, not a cap of epochs)
 
     for name, where in (("killed", callbacks.Backup), ("spent", callbacks.TimeBudget)):
         # killed in the third epoch's end, before its checkpoint (Backup) or after it (TimeBudget): the two
@@ -310,6 +311,8 @@ def test_a_run_config_that_does_not_describe_its_model_is_refused(edit, message,
     (["--time-budget", "-5"], "--time-budget: expected a number > 0"),
     (["--time-budget", "nan"], "--time-budget: expected a finite number"),
     (["--time-budget", "inf"], "--time-budget: expected a finite number"),
+    (["--quick-eval", "--test-images", "100"], "the quick evaluation sets its own sample"),
+    (["--quick-eval", "--likelihood-samples", "50"], "the quick evaluation sets its own sample"),
 ])
 def test_invalid_flags_are_refused_by_the_parser(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
