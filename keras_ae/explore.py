@@ -38,6 +38,7 @@ SLIDER_RANGE = 3.0  # sliders span -3..3 (test standard deviations, or k of z + 
 DISPLAY_PIXELS = 224  # pictures are upscaled (nearest) to about this size
 SAMPLES = 8
 DEFAULT_PORT = 7860
+STARTUP_SECONDS = 60  # how long the server may take to answer its first request (Gradio's own check: 3 s)
 CURRENT, UPLOADED = "the sliders' code", "your image's code"  # the interpolation's ends besides the mean codes
 
 
@@ -259,21 +260,21 @@ def _code_controls(gr, app, explorer: Explorer) -> None:
             seen, rebuilt = _image(gr, "the image, as the model takes it"), _image(gr, "reconstruction")
         verdict = gr.Markdown()
 
-        def analyse(path, label_value, uploaded_code):
+        def analyse(path, label_value):
             if path is None:
-                return None, None, "", uploaded_code
+                return None, None, "", None
             try:
                 image, note = explorer.read_upload(path)
                 found = explorer.analyse(image, label_value)
             except (KerasAEError, OSError) as error:
-                return None, None, _refusal(error), uploaded_code
+                return None, None, _refusal(error), None  # (no image shown: no code of it to interpolate from)
             code = ", ".join(f"{v:.2f}" for v in found["code"][:16]) + (", ..." if len(found["code"]) > 16 else "")
             return (to_picture(image[None]), to_picture(found["reconstruction"][None]),
                     f"Outlier score {found['score']:.3f} ({found['percentile']:.1f}th percentile of the test images; "
                     f"{explorer.directions.score_name}). Code: [{code}]." + (f" Note: {note}." if note else ""),
                     found["code"].tolist())
 
-        upload.change(analyse, [upload, label, uploaded], [seen, rebuilt, verdict, uploaded], api_name="upload")
+        upload.change(analyse, [upload, label], [seen, rebuilt, verdict, uploaded], api_name="upload")
 
 
 def _density_controls(gr, explorer: Explorer) -> None:
@@ -323,6 +324,34 @@ def build_parser(prog: str = "python -m keras_ae.explore") -> argparse.ArgumentP
     return parser
 
 
+def launch(app, host: str, port: int) -> None:
+    """Start ``app``'s server on host:port and return once it answers. Gradio's launch checks that the page
+    answers with one 3-second request and, if not, refuses to start (asking for a share link): on a loaded
+    machine the first answer can take longer, so the check here retries for up to ``STARTUP_SECONDS``."""
+    import time
+
+    import httpx
+    from gradio import networking
+
+    def answers(url: str) -> bool:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=10).status_code < 400:
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    gradios_check, networking.url_ok = networking.url_ok, answers
+    try:
+        app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_BYTES, quiet=True, show_error=False,
+                   prevent_thread_lock=True)
+    finally:
+        networking.url_ok = gradios_check
+
+
 def main(argv=None, prog: str = "python -m keras_ae.explore") -> int:
     """Entry point: serve until interrupted; exit code 2 with one ``error:`` line for a user error."""
     from keras_ae import console
@@ -343,8 +372,7 @@ def main(argv=None, prog: str = "python -m keras_ae.explore") -> int:
             raise InputError(f"{args.export_dir}: no metadata.json (not a folder written by keras-ae export)")
         app = build_app(Explorer(args.export_dir, args.backend, args.version))
         check_port(args.host, args.port)
-        app.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD_BYTES, quiet=True,
-                   show_error=False, prevent_thread_lock=True)
+        launch(app, args.host, args.port)
         print(f"keras-ae explore: serving {args.export_dir} on http://{args.host}:{args.port} (Ctrl-C stops it)",
               file=sys.stderr, flush=True)  # said once the server answers, so a script may connect on this line
         app.block_thread()

@@ -274,8 +274,10 @@ def serving_module(model, network: str, checked: bool, batch: int | None = None)
         return {"images": model.decode(x, labels)}
 
     module = tf.Module()
-    # The raw tf.Variables, not their Keras wrappers: the TFLite converter freezes only these.
-    module.network_variables = [variable.value for variable in model.weights]
+    # The raw tf.Variables, not their Keras wrappers: the TFLite converter freezes only these. The encoder's
+    # outlier score may use every part of the model (a VAE's decoder and prior); the decoder, only its own.
+    used = model.weights if network == "encoder" else [*model.decoder.weights, *model.code_variables]
+    module.network_variables = [variable.value for variable in used]
     module.serve = tf.function(serve, autograph=False)
     with computing_in_float32(model):
         return module, module.serve.get_concrete_function(**specs)

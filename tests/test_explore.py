@@ -15,6 +15,7 @@ import sys
 import urllib.request
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -44,8 +45,7 @@ class Served:
         self.explorer = explore.Explorer(export_dir)
         self.app = explore.build_app(self.explorer)
         self.port = free_port()
-        self.app.launch(server_name="127.0.0.1", server_port=self.port, prevent_thread_lock=True, quiet=True,
-                        max_file_size=explore.MAX_UPLOAD_BYTES)
+        explore.launch(self.app, "127.0.0.1", self.port)
         self.url = f"http://127.0.0.1:{self.port}/"
         self.client = Client(self.url, verbose=False)
 
@@ -213,10 +213,9 @@ def test_the_command_binds_loopback_says_its_address_and_serves(zoo):
         assert f"on http://127.0.0.1:{port} " in line
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         assert decoded(client.predict("all", *zeros(explore.Explorer(zoo["vae"][1])), api_name="/decode"))[1].size
-        with socket.socket() as probe:  # bound to loopback only: another address of this machine is refused
-            outside = socket.gethostbyname(socket.gethostname())
-            if not outside.startswith("127."):
-                assert probe.connect_ex((outside, port)) != 0
+        listening = {c.laddr.ip for c in psutil.Process(server.pid).net_connections("inet")  # loopback only
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert listening == {"127.0.0.1"}
     finally:
         server.terminate()
         server.wait(30)
