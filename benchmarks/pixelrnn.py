@@ -7,7 +7,7 @@
 Three networks at their defaults (the PixelCNN; the Row LSTM and the Diagonal BiLSTM at the paper's MNIST
 setting, 7 layers of h = 16), on 28x28 digits (mnist-small by default, dynamically binarized), seed 0:
 
-- training images per second (batch 32, Adam at ``--learning-rate``, measured over the run's epochs) and the
+- training images per second (batch 32, Adam at ``--learning-rate`` or each network's own, measured over the run's epochs) and the
   sequential LSTM steps of one network pass (1 for the PixelCNN, H for the Row LSTM, W + H - 1 for the
   Diagonal BiLSTM);
 - the exact test NLL (nats, on ``--test-images`` test digits binarized once; 0: all) after ``--epochs`` epochs,
@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=500, help="test digits the exact NLL is measured on")
     parser.add_argument("--rows", type=int, default=2, help="rows drawn to time sampling (scaled to the image)")
     parser.add_argument("--networks", default=",".join(NETWORKS), help=f"which of {', '.join(NETWORKS)}")
-    parser.add_argument("--learning-rate", default="1e-3", help="Adam's learning rate, the same for every network")
+    parser.add_argument("--learning-rate", default=None,
+                        help="Adam's learning rate for every network (default: each network's own)")
     options = parser.parse_args()
     unknown = set(options.networks.split(",")) - set(NETWORKS)
     if unknown:
@@ -65,7 +66,7 @@ def main() -> None:
         folder = root / f"pixelrnn-bench-{label.replace(' ', '-').lower()}"
         start = time.monotonic()
         run(parse_args([*flags, "--dataset", options.dataset, "--epochs", str(options.epochs), "--batch-size", "32",
-                        "--learning-rate", options.learning_rate,
+                        *(["--learning-rate", options.learning_rate] if options.learning_rate else []),
                         "--seed", str(options.seed), "--run-dir", str(folder), "--overwrite", "--verbose", "2",
                         "--no-evaluate", "--export-root", str(root / "export"), "--export-name", folder.name]))
         train_seconds = time.monotonic() - start  # (with the export and the figures: an upper bound)
@@ -86,7 +87,8 @@ def main() -> None:
         history = json.loads((folder / "results.json").read_text())
         with (folder / "history.csv").open() as f:
             val_nll = [float(row["val_nll"]) for row in csv.DictReader(f)]
-        rows[label] = {"flags": flags, "test_nll_exact": nll, "train_seconds": train_seconds,
+        config = json.loads((folder / "config.json").read_text())
+        rows[label] = {"flags": flags, "learning_rate": config["options"]["learning_rate"], "test_nll_exact": nll, "train_seconds": train_seconds,
                        "train_images_per_second": len(splits.train) * options.epochs / train_seconds,
                        "sequential_steps_per_pass": getattr(model, "sequential_steps", 1),
                        "network_passes_per_image": model.sampling_passes, "sampling_seconds_per_image": timings,
@@ -101,7 +103,7 @@ def main() -> None:
         "dataset": splits.source, "train_images": len(splits.train), "test_images": len(test_x),
         "binarization": "dynamic in training; the test images binarized once, seed 0 (a fixed binarization such "
                          "as binarized_mnist's stays as it is)", "epochs": options.epochs,
-        "batch_size": 32, "learning_rate": float(options.learning_rate),
+        "batch_size": 32,
         "seed": options.seed, "networks": rows}, indent=2) + "\n")
     print("| network | test NLL (exact, nats) | training images/s | sequential steps per pass | sampling s/image "
           "(Keras / SavedModel / TFLite) |\n| --- | --- | --- | --- | --- |")
