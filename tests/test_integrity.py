@@ -144,6 +144,21 @@ def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(tmp_path, monkeypa
     assert json.loads((run_dir / "results.json").read_text())["epochs_run"] == 4
 
 
+def test_a_checkpoint_that_no_longer_fits_the_model_is_refused_in_one_line_on_resume(tmp_path, monkeypatch, capsys):
+    """A backup whose weights have another layout (one of an older keras_ae's layers) under the same config."""
+    for name, widths in (("R", "16"), ("other", "8")):
+        stop_at(monkeypatch, callbacks.Backup, "on_epoch_end", lambda n, self, epoch, logs=None: epoch == 1)
+        assert train_cli(tmp_path / name, "--epochs", "3", "--widths", widths) == 130
+        monkeypatch.undo()
+    state = json.loads((tmp_path / "R" / train.BACKUP / "state.json").read_text())
+    other = json.loads((tmp_path / "other" / train.BACKUP / "state.json").read_text())
+    checkpoint = tmp_path / "R" / train.BACKUP / state["file"]
+    checkpoint.write_bytes((tmp_path / "other" / train.BACKUP / other["file"]).read_bytes())
+    capsys.readouterr()
+    assert train_cli(tmp_path / "R", "--epochs", "3", "--widths", "16") == 2
+    assert f"{checkpoint}: this checkpoint does not fit the model" in one_error_line(capsys)
+
+
 def minute_clock(monkeypatch):
     """Backup's clock made to advance one minute per reading (the start of training and each epoch's end)."""
     from types import SimpleNamespace
