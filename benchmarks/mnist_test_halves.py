@@ -43,8 +43,7 @@ def main() -> None:
         parser.error(f"{args.run}: its test split has {len(x)} images; this needs MNIST's official test order "
                      f"beyond the first {EASY}")
     nll = bound(run.model, x, args.iwae_samples)
-    sample = np.random.default_rng(0).permutation(len(x))[:args.test_images]  # Dataset.sample's seeded subset
-    sampled = bound(run.model, x[sample], args.iwae_samples)
+    sampled = bound(run.model, run.splits.sample("test", args.test_images)[0], args.iwae_samples)
     easy, hard = nll[:EASY].mean(), nll[EASY:].mean()
     print(json.dumps({"K": args.iwae_samples, "test images": len(x), "all": float(nll.mean()),
                       f"first {EASY} (SD-3)": float(easy), f"the other {len(x) - EASY} (SD-1)": float(hard),
