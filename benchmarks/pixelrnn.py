@@ -7,9 +7,9 @@
 Three networks at their defaults (the PixelCNN; the Row LSTM and the Diagonal BiLSTM at the paper's MNIST
 setting, 7 layers of h = 16), on 28x28 digits (mnist-small by default, dynamically binarized), seed 0:
 
-- training images per second (batch 32, Adam at ``--learning-rate`` or each network's own, measured over the run's epochs) and the
-  sequential LSTM steps of one network pass (1 for the PixelCNN, H for the Row LSTM, W + H - 1 for the
-  Diagonal BiLSTM);
+- training images per second (batch 32, Adam at ``--learning-rate`` or each network's own, measured over the
+  run's epochs) and the sequential LSTM steps of one network pass (1 for the PixelCNN, H for the Row LSTM,
+  W + H - 1 for the Diagonal BiLSTM);
 - the exact test NLL (nats, on ``--test-images`` test digits binarized once; 0: all) after ``--epochs`` epochs,
   and the validation NLL after each epoch with the wall time it had taken (for the figure at equal wall time);
 - the sampling time per 28x28 image from the Keras model, the SavedModel and the TFLite step file,
@@ -88,7 +88,8 @@ def main() -> None:
         with (folder / "history.csv").open() as f:
             val_nll = [float(row["val_nll"]) for row in csv.DictReader(f)]
         config = json.loads((folder / "config.json").read_text())
-        rows[label] = {"flags": flags, "learning_rate": config["options"]["learning_rate"], "test_nll_exact": nll, "train_seconds": train_seconds,
+        rows[label] = {"flags": flags, "learning_rate": config["options"]["learning_rate"], "test_nll_exact": nll,
+                       "train_seconds": train_seconds,
                        "train_images_per_second": len(splits.train) * options.epochs / train_seconds,
                        "sequential_steps_per_pass": getattr(model, "sequential_steps", 1),
                        "network_passes_per_image": model.sampling_passes, "sampling_seconds_per_image": timings,

@@ -220,8 +220,8 @@ def compression(model, x, labels=None) -> dict:
 
 
 # ---- the report ---------------------------------------------------------------------------------------
-def evaluate(run, likelihood_samples: int = LIKELIHOOD_SAMPLES, sample_images: int = SAMPLE_IMAGES, probe_images: int = PROBE_IMAGES,
-             jacobian_images: int = 200) -> dict:
+def evaluate(run, likelihood_samples: int = LIKELIHOOD_SAMPLES, sample_images: int = SAMPLE_IMAGES,
+             probe_images: int = PROBE_IMAGES, jacobian_images: int = 200) -> dict:
     """Every metric that applies to ``run`` (a :class:`keras_ae.runs.Run`), with notes on what was skipped.
 
     The reconstruction metrics stream over the whole test split; the others use at most

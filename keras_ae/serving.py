@@ -36,7 +36,7 @@ import numpy as np
 from keras_ae.errors import InputError, KerasAEError, one_line
 from keras_ae.io import confined, read_json
 
-FORMAT_VERSION = 4  # of metadata.json; a client refuses other versions (2: keras_ae 0.3; 4: the encoder gives outlier_score)
+FORMAT_VERSION = 4  # of metadata.json; a client refuses others (2: keras_ae 0.3; 4: the encoder gives outlier_score)
 SIGNATURE = "serving_default"
 BACKENDS = ("saved_model", "tflite")
 VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
@@ -161,7 +161,8 @@ def read_metadata(export_dir, version: int | None = None) -> dict:
     metadata = read_json(path, ArtifactError, "export the run again")
     if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
         found = metadata.get("format_version") if isinstance(metadata, dict) else type(metadata).__name__
-        raise ArtifactError(f"{path}: format_version {found!r:.40}, this client reads {FORMAT_VERSION}: export the run again")
+        raise ArtifactError(f"{path}: format_version {found!r:.40}, this client reads {FORMAT_VERSION}: "
+                            "export the run again")
     missing = [key for key in REQUIRED_KEYS if key not in metadata]
     if missing:
         raise ArtifactError(f"{path} lacks {', '.join(missing)}; export the run again")

@@ -124,7 +124,8 @@ def test_each_model_trains_at_its_own_default_learning_rate_and_the_run_records_
     assert json.loads((tmp_path / "r" / "config.json").read_text())["options"]["learning_rate"] == rate
     trained = keras.models.load_model(tmp_path / "r" / "model.keras")
     assert float(trained.optimizer.learning_rate.numpy()) == pytest.approx(rate)
-    named = train.default_run_dir(train.parse_args(["--model", model, "--learning-rate", str(rate)]), model_class(model))
+    given = train.parse_args(["--model", model, "--learning-rate", str(rate)])
+    named = train.default_run_dir(given, model_class(model))
     assert ("learning-rate" in named.name) == bool(flags)  # (a model's own default rate, given, is no difference)
 
 
